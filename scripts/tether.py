@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""Runs a command until this process's standard input closes, then stops it.
+
+Tests start servers through it with a pipe as standard input, so the servers stop when the
+test process ends, however it ends (panic, timeout, Ctrl-C), and a test can stop a server on
+purpose by closing the pipe.
+"""
+import os
+import signal
+import subprocess
+import sys
+
+child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, start_new_session=True)
+try:
+    while sys.stdin.buffer.read(4096):
+        pass
+except KeyboardInterrupt:
+    pass
+finally:
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()

@@ -1,0 +1,165 @@
+//! The `BucketCors` custom resource (bucketcors.dev/v1alpha1). User-facing `///` docs here
+//! become `kubectl explain`.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use crate::cors::CorsRule;
+
+/// API group of the resource.
+pub const GROUP: &str = "bucketcors.dev";
+/// Finalizer that lets the operator clean the bucket up before the object goes.
+pub const FINALIZER: &str = "bucketcors.dev/cleanup";
+
+/// Desired CORS configuration of one S3 bucket.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "bucketcors.dev",
+    version = "v1alpha1",
+    kind = "BucketCors",
+    plural = "bucketcors",
+    singular = "bucketcors",
+    shortname = "bcors",
+    namespaced,
+    status = "BucketCorsStatus",
+    derive = "PartialEq",
+    doc = "Keeps the CORS configuration of an S3 bucket equal to the rules it declares.",
+    printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".spec.bucket"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Rules","type":"integer","jsonPath":".status.ruleCount"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketCorsSpec {
+    /// Name of the bucket (or an S3 access-point alias). Cannot be changed after creation.
+    #[schemars(length(min = 1))]
+    pub bucket: String,
+
+    /// Region of the bucket, e.g. `eu-west-1` or `nl-ams`. When absent: the operator's
+    /// `--default-region`, then the AWS SDK's region chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+
+    /// S3 endpoint URL for S3-compatible stores, e.g. `https://s3.nl-ams.scw.cloud`. When
+    /// absent: the operator's `--default-endpoint`, then AWS S3. Cannot be changed after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// Address buckets as `endpoint/bucket` instead of `bucket.endpoint`. Needed by stores
+    /// without virtual-hosted-style addressing. Always used when the endpoint host is an IP
+    /// address or `localhost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_path_style: Option<bool>,
+
+    /// Secret in this object's namespace holding the keys `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`. When absent, the operator's
+    /// own AWS credentials are used (environment, IRSA / web identity, Pod Identity, profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+
+    /// AWS account ID expected to own the bucket. Sent with every S3 request; S3 answers
+    /// 403 (AccessDenied) when the bucket belongs to another account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_bucket_owner: Option<String>,
+
+    /// What happens to the bucket's CORS configuration when this object is deleted: `Delete`
+    /// removes it, `Retain` leaves it as it is.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// `Full` makes the bucket match and puts it back when changed by other means.
+    /// `ObserveOnly` never writes; it reports differences as Ready=False, reason Drifted.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+
+    /// The CORS rules, in order: S3 answers with the first rule that matches a request.
+    /// At most 100. An empty list means the bucket must have no CORS configuration.
+    #[schemars(length(max = 100))]
+    pub rules: Vec<CorsRule>,
+}
+
+/// A reference to a Secret in the same namespace as the BucketCors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+/// What happens to the bucket's CORS configuration when the BucketCors is deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Remove the bucket's CORS configuration.
+    #[default]
+    Delete,
+    /// Leave the bucket's CORS configuration as it is.
+    Retain,
+}
+
+/// Whether the operator writes to the bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Make the bucket match the spec and keep it so.
+    #[default]
+    Full,
+    /// Never write; report differences.
+    ObserveOnly,
+}
+
+/// Observed state of a BucketCors.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketCorsStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// When the operator last wrote the bucket or saw its outcome change (RFC 3339). Checks
+    /// that find the bucket still in sync leave it alone, so an idle object costs no API writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+
+    /// Number of rules the bucket holds as far as the operator last saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_count: Option<i32>,
+
+    /// Current state. `Ready` is True when the bucket matches the spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// A standard Kubernetes condition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Type of the condition; `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// One word saying why: InSync, Applied, Drifted, InvalidSpec, Conflict,
+    /// CredentialsNotFound, BucketNotFound, AccessDenied, Unsupported, Rejected, Unavailable.
+    pub reason: String,
+    /// What happened, for people.
+    #[serde(default)]
+    pub message: String,
+    /// When `status` last changed (RFC 3339).
+    pub last_transition_time: String,
+    /// The `metadata.generation` this condition describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl BucketCors {
+    /// The Ready condition, when there is one.
+    pub fn ready_condition(&self) -> Option<&Condition> {
+        self.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+    }
+}

@@ -1,0 +1,143 @@
+//! The kube-runtime controller: watches BucketCors objects and drives each through
+//! validate → read the bucket → plan → write → status.
+
+mod reconcile;
+mod target;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::predicates;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Predicate, WatchStreamExt, watcher};
+use kube::{Api, Client};
+use rand::Rng;
+
+pub use reconcile::Error;
+
+use crate::api::BucketCors;
+use crate::s3::CorsStore;
+
+/// Name under which the operator writes status and Events.
+pub const MANAGER: &str = "bucketcors";
+// Backoff for failures that may clear by themselves.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// How the controller behaves; filled from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespaces to watch; all when empty.
+    pub namespaces: Vec<String>,
+    /// How often a bucket is checked when nothing happens to its object.
+    pub resync_interval: Duration,
+    /// Objects reconciled at the same time.
+    pub concurrency: u16,
+    /// Endpoint for objects that name none; AWS S3 when absent.
+    pub default_endpoint: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            namespaces: Vec::new(),
+            resync_interval: Duration::from_secs(300),
+            concurrency: 16,
+            default_endpoint: None,
+        }
+    }
+}
+
+/// Everything a reconcile needs, built once.
+pub struct Context<S> {
+    pub client: Client,
+    pub store: S,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    failures: Mutex<HashMap<ObjectRef<BucketCors>, u32>>,
+}
+
+impl<S: CorsStore> Context<S> {
+    pub fn new(client: Client, store: S, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            store,
+            settings,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// When to look at the object again after a pass that ended well (or failed for good).
+    fn resync(&self, object: &ObjectRef<BucketCors>) -> Action {
+        self.failures.lock().expect("poisoned").remove(object);
+        let interval = self.settings.resync_interval.as_secs_f64();
+        // ±10% so that objects created together do not stay in lockstep.
+        let jittered = interval * rand::rng().random_range(0.9..=1.1);
+        Action::requeue(Duration::from_secs_f64(jittered))
+    }
+
+    /// When to retry after a failure that may clear by itself: exponential, with jitter,
+    /// never later than the resync interval.
+    fn backoff(&self, object: &ObjectRef<BucketCors>) -> Action {
+        let attempt = {
+            let mut failures = self.failures.lock().expect("poisoned");
+            let n = failures.entry(object.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let cap = BACKOFF_CAP.min(self.settings.resync_interval);
+        let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
+        let delay = exp.min(cap).as_secs_f64() * rand::rng().random_range(0.5..=1.0);
+        Action::requeue(Duration::from_secs_f64(delay))
+    }
+}
+
+/// Runs the controller until `shutdown` completes, then lets in-flight reconciles finish.
+pub async fn run<S: CorsStore>(
+    ctx: Arc<Context<S>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = shutdown.shared();
+    let apis: Vec<Api<BucketCors>> = if ctx.settings.namespaces.is_empty() {
+        vec![Api::all(ctx.client.clone())]
+    } else {
+        ctx.settings
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
+            .collect()
+    };
+    let controllers = apis.into_iter().map(|api| {
+        let (reader, writer) = reflector::store();
+        // Status writes do not change the generation, so they do not wake the controller;
+        // the finalizer is watched too because the helper waits for its own patch to land.
+        let changes = watcher(api.clone(), watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation.combine(predicates::finalizers),
+                Default::default(),
+            );
+        Controller::for_stream(changes, reader)
+            .with_config(ControllerConfig::default().concurrency(ctx.settings.concurrency))
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "reconcile request not completed");
+                }
+            })
+    });
+    futures::future::join_all(controllers).await;
+}

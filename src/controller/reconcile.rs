@@ -1,0 +1,319 @@
+//! One pass over one object: validate (no client) → read the bucket → plan (no client) →
+//! write (S3) → status and Events (Kubernetes).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, MANAGER, target};
+use crate::api::{BucketCors, DeletionPolicy, FINALIZER, ManagementPolicy};
+use crate::cors::{self, Plan};
+use crate::reason::Reason;
+use crate::s3::{CorsStore, S3Error};
+use crate::status::{self, Outcome};
+
+/// Failures of the Kubernetes side of a pass; the S3 side ends in the status instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to write the status of {object}: {source}")]
+    PatchStatus { object: String, source: kube::Error },
+    #[error("failed to read Secret {namespace}/{name}: {source}")]
+    ReadSecret {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("cleanup of {object} did not complete: {reason}: {message}")]
+    Cleanup {
+        object: String,
+        reason: Reason,
+        message: String,
+    },
+    #[error(transparent)]
+    Finalizer(#[from] Box<finalizer::Error<Error>>),
+}
+
+/// Why a pass stopped early: an outcome to report, or an API failure to retry.
+pub enum Halt {
+    Outcome(Outcome),
+    Api(Error),
+}
+
+impl From<S3Error> for Halt {
+    fn from(err: S3Error) -> Self {
+        Halt::Outcome(Outcome::new(err.reason(), err.to_string()))
+    }
+}
+
+/// What a pass wrote to the bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Write {
+    Put(usize),
+    Delete,
+}
+
+struct Pass {
+    outcome: Outcome,
+    plan: Option<Plan>,
+    wrote: Option<Write>,
+}
+
+impl Pass {
+    fn stopped(outcome: Outcome) -> Self {
+        Pass {
+            outcome,
+            plan: None,
+            wrote: None,
+        }
+    }
+}
+
+pub async fn reconcile<S: CorsStore>(
+    obj: Arc<BucketCors>,
+    ctx: Arc<Context<S>>,
+) -> Result<Action, Error> {
+    let namespace = obj.namespace().unwrap_or_else(|| "default".into());
+    let api: Api<BucketCors> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            finalizer::Event::Apply(obj) => apply(&obj, &ctx).await,
+            finalizer::Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+pub fn error_policy<S: CorsStore>(
+    obj: Arc<BucketCors>,
+    err: &Error,
+    ctx: Arc<Context<S>>,
+) -> Action {
+    tracing::warn!(object = %ObjectRef::from(obj.as_ref()), error = %err, "reconcile failed");
+    ctx.backoff(&ObjectRef::from(obj.as_ref()))
+}
+
+async fn apply<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let pass = match converge(obj, ctx).await {
+        Ok(pass) => pass,
+        Err(Halt::Outcome(outcome)) => Pass::stopped(outcome),
+        Err(Halt::Api(err)) => return Err(err),
+    };
+    report(obj, ctx, &pass).await?;
+    let reason = pass.outcome.reason;
+    tracing::info!(
+        object = %ObjectRef::from(obj),
+        bucket = %obj.spec.bucket,
+        plan = %pass.plan.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string),
+        reason = %reason,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "reconciled"
+    );
+    let object = ObjectRef::from(obj);
+    Ok(if reason == Reason::InvalidSpec {
+        // Nothing changes until the spec does.
+        Action::await_change()
+    } else if reason.is_transient() {
+        ctx.backoff(&object)
+    } else {
+        ctx.resync(&object)
+    })
+}
+
+async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pass, Halt> {
+    let spec = &obj.spec;
+    if let Err(errors) = cors::validate_rules(&spec.rules) {
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(Halt::Outcome(Outcome::new(Reason::InvalidSpec, message)));
+    }
+    let target = target::resolve(obj, ctx).await?;
+    let observed = ctx.store.get_cors(&target).await?;
+    let plan = cors::diff(&spec.rules, &observed);
+    let (outcome, wrote) = match (&plan, spec.management_policy) {
+        (Plan::NoChange, _) => (
+            Outcome::new(
+                Reason::InSync,
+                format!(
+                    "the bucket holds the {} rule(s) of the spec",
+                    observed.len()
+                ),
+            )
+            .with_rule_count(observed.len()),
+            None,
+        ),
+        (_, ManagementPolicy::ObserveOnly) => (
+            Outcome::new(
+                Reason::Drifted,
+                cors::describe_drift(&spec.rules, &observed),
+            )
+            .with_rule_count(observed.len()),
+            None,
+        ),
+        (Plan::Put(rules), ManagementPolicy::Full) => {
+            ctx.store.put_cors(&target, rules).await?;
+            (
+                Outcome::new(
+                    Reason::Applied,
+                    format!("put {} rule(s) on the bucket", rules.len()),
+                )
+                .with_rule_count(rules.len()),
+                Some(Write::Put(rules.len())),
+            )
+        }
+        (Plan::Delete, ManagementPolicy::Full) => {
+            ctx.store.delete_cors(&target).await?;
+            (
+                Outcome::new(Reason::Applied, "removed the bucket's CORS configuration")
+                    .with_rule_count(0),
+                Some(Write::Delete),
+            )
+        }
+    };
+    Ok(Pass {
+        outcome,
+        plan: Some(plan),
+        wrote,
+    })
+}
+
+async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Action, Error> {
+    if obj.spec.deletion_policy == DeletionPolicy::Retain
+        || obj.spec.management_policy == ManagementPolicy::ObserveOnly
+    {
+        return Ok(Action::await_change());
+    }
+    let deleted = match target::resolve(obj, ctx).await {
+        Ok(target) => match ctx.store.delete_cors(&target).await {
+            // Nothing left to clean when the bucket itself is gone.
+            Ok(()) | Err(S3Error::BucketNotFound { .. }) => Ok(()),
+            Err(err) => Err(Outcome::new(err.reason(), err.to_string())),
+        },
+        Err(Halt::Outcome(outcome)) => Err(outcome),
+        Err(Halt::Api(err)) => return Err(err),
+    };
+    match deleted {
+        Ok(()) => {
+            publish(
+                obj,
+                ctx,
+                EventType::Normal,
+                "Deleted",
+                "removed the bucket's CORS configuration",
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Err(outcome) => {
+            report(obj, ctx, &Pass::stopped(outcome.clone())).await?;
+            Err(Error::Cleanup {
+                object: ObjectRef::from(obj).to_string(),
+                reason: outcome.reason,
+                message: outcome.message,
+            })
+        }
+    }
+}
+
+/// Writes the status when it changed and publishes the Events a pass deserves.
+async fn report<S: CorsStore>(
+    obj: &BucketCors,
+    ctx: &Context<S>,
+    pass: &Pass,
+) -> Result<(), Error> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let previous = obj.status.as_ref();
+    let next = status::next_status(previous, &pass.outcome, obj.metadata.generation, &now);
+    let changed = previous != Some(&next);
+    if changed {
+        let api: Api<BucketCors> =
+            Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+        let patch = json!({
+            "apiVersion": BucketCors::api_version(&()),
+            "kind": BucketCors::kind(&()),
+            "status": next,
+        });
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::PatchStatus {
+            object: ObjectRef::from(obj).to_string(),
+            source,
+        })?;
+    }
+
+    let outcome = &pass.outcome;
+    match pass.wrote {
+        Some(Write::Put(_)) => {
+            publish(
+                obj,
+                ctx,
+                EventType::Normal,
+                Reason::Applied.as_str(),
+                &outcome.message,
+            )
+            .await
+        }
+        Some(Write::Delete) => {
+            publish(obj, ctx, EventType::Normal, "Deleted", &outcome.message).await
+        }
+        // A failure is announced when it starts or changes, not on every retry.
+        None if !outcome.reason.is_ready() && changed => {
+            publish(
+                obj,
+                ctx,
+                EventType::Warning,
+                outcome.reason.as_str(),
+                &outcome.message,
+            )
+            .await
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+async fn publish<S>(
+    obj: &BucketCors,
+    ctx: &Context<S>,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(truncate(note, 1000)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    // Events are best effort: a failure to record one must not fail the pass.
+    if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(object = %ObjectRef::from(obj), error = %err, "failed to publish event");
+    }
+}
+
+fn truncate(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_owned();
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

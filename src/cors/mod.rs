@@ -1,0 +1,12 @@
+//! The pure core: what a CORS rule is, which rules S3 accepts, and what must be written to
+//! make a bucket match a spec. No Kubernetes, no network.
+
+mod diff;
+mod rule;
+mod validate;
+
+pub use diff::{Plan, describe_drift, diff, normalise};
+pub use rule::{CorsRule, METHODS};
+pub use validate::{
+    FieldError, MAX_CONFIG_BYTES, MAX_ID_LEN, MAX_RULES, config_xml_len, validate_rules,
+};

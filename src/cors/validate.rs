@@ -1,0 +1,364 @@
+//! The constraints S3 puts on a CORS configuration, checked before anything reaches S3.
+
+use std::fmt;
+
+use super::rule::{CorsRule, METHODS};
+
+/// At most this many rules in one configuration.
+pub const MAX_RULES: usize = 100;
+/// At most this many characters in a rule's ID.
+pub const MAX_ID_LEN: usize = 255;
+/// At most this many bytes in the configuration's XML as sent to S3.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+// Values longer than this are cut in messages so that an error stays readable in an Event.
+const SHOWN_VALUE_CHARS: usize = 80;
+
+/// One broken constraint: which field, which value, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field in the object, e.g. `spec.rules[2].allowedOrigins[0]`.
+    pub field: String,
+    /// The offending value, when there is one to show.
+    pub value: Option<String>,
+    /// What S3 requires.
+    pub problem: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, value: Option<&str>, problem: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            value: value.map(shorten),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}: {:?} {}", self.field, value, self.problem),
+            None => write!(f, "{}: {}", self.field, self.problem),
+        }
+    }
+}
+
+fn shorten(value: &str) -> String {
+    if value.chars().count() <= SHOWN_VALUE_CHARS {
+        value.to_owned()
+    } else {
+        let head: String = value.chars().take(SHOWN_VALUE_CHARS).collect();
+        format!("{head}… ({} characters)", value.chars().count())
+    }
+}
+
+/// Checks `rules` against every constraint S3 puts on a CORS configuration and returns all the
+/// broken ones, each naming the field (under `spec.rules`) and the value.
+pub fn validate_rules(rules: &[CorsRule]) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if rules.len() > MAX_RULES {
+        errors.push(FieldError::new(
+            "spec.rules",
+            None,
+            format!("has {} rules; S3 allows at most {MAX_RULES}", rules.len()),
+        ));
+    }
+    for (index, rule) in rules.iter().enumerate() {
+        validate_rule(&format!("spec.rules[{index}]"), rule, &mut errors);
+    }
+    let size = config_xml_len(rules);
+    if size > MAX_CONFIG_BYTES {
+        errors.push(FieldError::new(
+            "spec.rules",
+            None,
+            format!("serialize to {size} bytes of XML; S3 allows at most {MAX_CONFIG_BYTES}"),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn validate_rule(at: &str, rule: &CorsRule, errors: &mut Vec<FieldError>) {
+    if let Some(id) = &rule.id {
+        let len = id.chars().count();
+        if len > MAX_ID_LEN {
+            errors.push(FieldError::new(
+                format!("{at}.id"),
+                Some(id),
+                format!("is {len} characters long; S3 allows at most {MAX_ID_LEN}"),
+            ));
+        }
+    }
+
+    if rule.allowed_origins.is_empty() {
+        errors.push(FieldError::new(
+            format!("{at}.allowedOrigins"),
+            None,
+            "is empty; S3 requires at least one origin",
+        ));
+    }
+    for (i, origin) in rule.allowed_origins.iter().enumerate() {
+        let field = format!("{at}.allowedOrigins[{i}]");
+        non_empty(&field, origin, errors);
+        at_most_one_wildcard(&field, origin, errors);
+    }
+
+    if rule.allowed_methods.is_empty() {
+        errors.push(FieldError::new(
+            format!("{at}.allowedMethods"),
+            None,
+            "is empty; S3 requires at least one method",
+        ));
+    }
+    for (i, method) in rule.allowed_methods.iter().enumerate() {
+        if !METHODS.contains(&method.as_str()) {
+            errors.push(FieldError::new(
+                format!("{at}.allowedMethods[{i}]"),
+                Some(method),
+                "is not a method S3 accepts (GET, PUT, HEAD, POST, DELETE)",
+            ));
+        }
+    }
+
+    for (i, header) in rule.allowed_headers.iter().enumerate() {
+        let field = format!("{at}.allowedHeaders[{i}]");
+        non_empty(&field, header, errors);
+        at_most_one_wildcard(&field, header, errors);
+    }
+
+    for (i, header) in rule.expose_headers.iter().enumerate() {
+        let field = format!("{at}.exposeHeaders[{i}]");
+        non_empty(&field, header, errors);
+        if header.contains('*') {
+            errors.push(FieldError::new(
+                field,
+                Some(header),
+                "contains '*'; S3 does not allow wildcards in expose headers",
+            ));
+        }
+    }
+
+    if let Some(max_age) = rule.max_age_seconds
+        && max_age < 0
+    {
+        errors.push(FieldError::new(
+            format!("{at}.maxAgeSeconds"),
+            Some(&max_age.to_string()),
+            "is negative; S3 requires 0 to 2147483647",
+        ));
+    }
+}
+
+fn non_empty(field: &str, value: &str, errors: &mut Vec<FieldError>) {
+    if value.is_empty() {
+        errors.push(FieldError::new(field, None, "is an empty string"));
+    }
+}
+
+fn at_most_one_wildcard(field: &str, value: &str, errors: &mut Vec<FieldError>) {
+    if value.matches('*').count() > 1 {
+        errors.push(FieldError::new(
+            field,
+            Some(value),
+            "has more than one '*'; S3 allows at most one wildcard",
+        ));
+    }
+}
+
+/// Length in bytes of the XML body of a PutBucketCors request carrying `rules`, which is what
+/// S3's 64 KB limit applies to.
+pub fn config_xml_len(rules: &[CorsRule]) -> usize {
+    const ROOT_OPEN: &str =
+        r#"<CORSConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#;
+    const ROOT_CLOSE: &str = "</CORSConfiguration>";
+    fn element(tag: &str, text: &str) -> usize {
+        // <tag>text</tag>
+        2 * tag.len() + 5 + escaped_len(text)
+    }
+    let mut len = ROOT_OPEN.len() + ROOT_CLOSE.len();
+    for rule in rules {
+        len += element("CORSRule", "");
+        if let Some(id) = &rule.id {
+            len += element("ID", id);
+        }
+        len += rule
+            .allowed_headers
+            .iter()
+            .map(|h| element("AllowedHeader", h))
+            .sum::<usize>();
+        len += rule
+            .allowed_methods
+            .iter()
+            .map(|m| element("AllowedMethod", m))
+            .sum::<usize>();
+        len += rule
+            .allowed_origins
+            .iter()
+            .map(|o| element("AllowedOrigin", o))
+            .sum::<usize>();
+        len += rule
+            .expose_headers
+            .iter()
+            .map(|h| element("ExposeHeader", h))
+            .sum::<usize>();
+        if let Some(max_age) = rule.max_age_seconds {
+            len += element("MaxAgeSeconds", &max_age.to_string());
+        }
+    }
+    len
+}
+
+fn escaped_len(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '&' => 5,
+            '<' | '>' => 4,
+            '"' | '\'' => 6,
+            c => c.len_utf8(),
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule() -> CorsRule {
+        CorsRule::new(["https://app.example.com"], ["GET"])
+    }
+
+    fn fields(rules: &[CorsRule]) -> Vec<String> {
+        validate_rules(rules)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn the_s3_documentation_sample_is_valid() {
+        let rules = [
+            CorsRule::new(["*"], ["GET"])
+                .allowed_headers(["*"])
+                .max_age(3000),
+            CorsRule::new(["http://www.example.com"], ["PUT", "POST", "DELETE"])
+                .allowed_headers(["*"])
+                .expose_headers(["x-amz-server-side-encryption", "x-amz-request-id"])
+                .max_age(3000),
+        ];
+        assert_eq!(validate_rules(&rules), Ok(()));
+    }
+
+    #[test]
+    fn no_rules_is_valid() {
+        assert_eq!(validate_rules(&[]), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_rule_the_field_and_the_value() {
+        let rules = [
+            rule(),
+            CorsRule::new(["https://*.*.example.com"], ["PATCH"]),
+        ];
+        let errors = validate_rules(&rules).unwrap_err();
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                r#"spec.rules[1].allowedOrigins[0]: "https://*.*.example.com" has more than one '*'; S3 allows at most one wildcard"#,
+                r#"spec.rules[1].allowedMethods[0]: "PATCH" is not a method S3 accepts (GET, PUT, HEAD, POST, DELETE)"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn one_hundred_rules_pass_and_one_hundred_and_one_fail() {
+        assert_eq!(validate_rules(&vec![rule(); 100]), Ok(()));
+        assert_eq!(fields(&vec![rule(); 101]), ["spec.rules"]);
+    }
+
+    #[test]
+    fn each_constraint_names_its_field() {
+        let cases: Vec<(CorsRule, &str)> = vec![
+            (rule().id("x".repeat(256)), "spec.rules[0].id"),
+            (
+                CorsRule::new(Vec::<String>::new(), ["GET"]),
+                "spec.rules[0].allowedOrigins",
+            ),
+            (
+                CorsRule::new([""], ["GET"]),
+                "spec.rules[0].allowedOrigins[0]",
+            ),
+            (
+                CorsRule::new(["*"], Vec::<String>::new()),
+                "spec.rules[0].allowedMethods",
+            ),
+            (
+                CorsRule::new(["*"], ["GET", "get"]),
+                "spec.rules[0].allowedMethods[1]",
+            ),
+            (
+                rule().allowed_headers(["x-*-*"]),
+                "spec.rules[0].allowedHeaders[0]",
+            ),
+            (
+                rule().allowed_headers([""]),
+                "spec.rules[0].allowedHeaders[0]",
+            ),
+            (
+                rule().expose_headers(["*"]),
+                "spec.rules[0].exposeHeaders[0]",
+            ),
+            (
+                rule().expose_headers(["ETag", "x-amz-*"]),
+                "spec.rules[0].exposeHeaders[1]",
+            ),
+            (rule().max_age(-1), "spec.rules[0].maxAgeSeconds"),
+        ];
+        for (rule, field) in cases {
+            assert_eq!(fields(std::slice::from_ref(&rule)), [field], "{rule:?}");
+        }
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        let rule = rule()
+            .id("x".repeat(255))
+            .allowed_headers(["x-*"])
+            .max_age(i32::MAX)
+            .max_age(0);
+        assert_eq!(validate_rules(&[rule]), Ok(()));
+    }
+
+    #[test]
+    fn a_configuration_over_64_kb_is_refused() {
+        let big = rule().allowed_headers((0..700).map(|i| format!("x-header-number-{i:05}")));
+        assert!(config_xml_len(std::slice::from_ref(&big)) < MAX_CONFIG_BYTES);
+        let rules = vec![big; 3];
+        assert!(config_xml_len(&rules) > MAX_CONFIG_BYTES);
+        assert_eq!(fields(&rules), ["spec.rules"]);
+    }
+
+    #[test]
+    fn xml_length_matches_a_hand_written_body() {
+        let rules = [rule().id("a&b").max_age(5)];
+        let body = concat!(
+            r#"<CORSConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#,
+            "<CORSRule><ID>a&amp;b</ID><AllowedMethod>GET</AllowedMethod>",
+            "<AllowedOrigin>https://app.example.com</AllowedOrigin>",
+            "<MaxAgeSeconds>5</MaxAgeSeconds></CORSRule></CORSConfiguration>"
+        );
+        assert_eq!(config_xml_len(&rules), body.len());
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        let error = FieldError::new("spec.bucket", Some(&"b".repeat(500)), "is too long");
+        assert!(error.to_string().len() < 150, "{error}");
+        assert!(error.to_string().contains("(500 characters)"));
+    }
+}

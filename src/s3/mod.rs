@@ -1,0 +1,194 @@
+//! Reading and writing one bucket's CORS configuration. `sdk` is the only place that knows the
+//! AWS SDK; the rest of the operator sees the `CorsStore` trait.
+
+mod sdk;
+
+use std::fmt;
+use std::future::Future;
+
+pub use sdk::SdkStore;
+
+use crate::cors::CorsRule;
+use crate::reason::Reason;
+
+/// Static credentials for one store, as read from a Secret. `Debug` never shows the secret parts.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// One bucket on one store, with everything needed to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BucketTarget {
+    pub bucket: String,
+    /// Endpoint URL; AWS S3 when absent.
+    pub endpoint: Option<String>,
+    /// Region; the store's default when absent.
+    pub region: Option<String>,
+    pub force_path_style: bool,
+    /// Sent with every request when present.
+    pub expected_bucket_owner: Option<String>,
+    /// The store's ambient credentials (the AWS default chain) when absent.
+    pub credentials: Option<Credentials>,
+}
+
+impl BucketTarget {
+    pub fn new(bucket: impl Into<String>) -> Self {
+        BucketTarget {
+            bucket: bucket.into(),
+            endpoint: None,
+            region: None,
+            force_path_style: false,
+            expected_bucket_owner: None,
+            credentials: None,
+        }
+    }
+
+    /// The endpoint and bucket that identify the bucket across objects: two targets with the
+    /// same key are the same bucket.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.endpoint
+                .as_deref()
+                .unwrap_or("aws")
+                .trim_end_matches('/'),
+            self.bucket
+        )
+    }
+}
+
+/// The S3 operations the operator uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    GetBucketCors,
+    PutBucketCors,
+    DeleteBucketCors,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::GetBucketCors => "GetBucketCors",
+            Operation::PutBucketCors => "PutBucketCors",
+            Operation::DeleteBucketCors => "DeleteBucketCors",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an S3 call failed, in the terms of the Ready condition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum S3Error {
+    #[error("bucket {bucket:?} does not exist")]
+    BucketNotFound { bucket: String },
+    #[error("{operation} on bucket {bucket:?} was denied: {message}")]
+    AccessDenied {
+        operation: Operation,
+        bucket: String,
+        message: String,
+    },
+    #[error("the store does not implement {operation}: {message}")]
+    Unsupported {
+        operation: Operation,
+        message: String,
+    },
+    #[error("the store rejected {operation} on bucket {bucket:?}: {code}: {message}")]
+    Rejected {
+        operation: Operation,
+        bucket: String,
+        code: String,
+        message: String,
+    },
+    #[error("{operation} on bucket {bucket:?} failed: {message}")]
+    Unavailable {
+        operation: Operation,
+        bucket: String,
+        message: String,
+    },
+}
+
+impl S3Error {
+    pub fn reason(&self) -> Reason {
+        match self {
+            S3Error::BucketNotFound { .. } => Reason::BucketNotFound,
+            S3Error::AccessDenied { .. } => Reason::AccessDenied,
+            S3Error::Unsupported { .. } => Reason::Unsupported,
+            S3Error::Rejected { .. } => Reason::Rejected,
+            S3Error::Unavailable { .. } => Reason::Unavailable,
+        }
+    }
+}
+
+/// Get, put and delete the CORS configuration of one bucket.
+pub trait CorsStore: Send + Sync + 'static {
+    /// The bucket's rules in the order the store returns them; no configuration is empty.
+    fn get_cors(
+        &self,
+        target: &BucketTarget,
+    ) -> impl Future<Output = Result<Vec<CorsRule>, S3Error>> + Send;
+
+    /// Replaces the bucket's configuration with `rules` (never empty).
+    fn put_cors(
+        &self,
+        target: &BucketTarget,
+        rules: &[CorsRule],
+    ) -> impl Future<Output = Result<(), S3Error>> + Send;
+
+    /// Removes the bucket's configuration; succeeds when there was none.
+    fn delete_cors(
+        &self,
+        target: &BucketTarget,
+    ) -> impl Future<Output = Result<(), S3Error>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let credentials = Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG".into(),
+            session_token: Some("FwoGZXIvYXdzEJr".into()),
+        };
+        let mut target = BucketTarget::new("b");
+        target.credentials = Some(credentials);
+        let shown = format!("{target:?}");
+        assert!(shown.contains("AKIDEXAMPLE"));
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+        assert!(!shown.contains("FwoGZXIvYXdzEJr"), "{shown}");
+    }
+
+    #[test]
+    fn the_key_identifies_endpoint_and_bucket() {
+        let mut a = BucketTarget::new("b");
+        a.endpoint = Some("http://127.0.0.1:9000/".into());
+        let mut b = a.clone();
+        b.endpoint = Some("http://127.0.0.1:9000".into());
+        b.region = Some("other".into());
+        assert_eq!(a.key(), b.key());
+        assert_eq!(BucketTarget::new("b").key(), "aws/b");
+    }
+}

@@ -1,0 +1,309 @@
+//! The `CorsStore` on the AWS SDK for Rust.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Region, SharedCredentialsProvider};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::{CorsConfiguration, CorsRule as SdkCorsRule};
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+
+use super::{BucketTarget, CorsStore, Credentials, Operation, S3Error};
+use crate::cors::CorsRule;
+
+// Region used for custom endpoints when nothing else names one; S3-compatible stores
+// generally accept any region in the signature.
+const FALLBACK_REGION: &str = "us-east-1";
+// Bounded so that rotating Secrets cannot grow the cache without end.
+const MAX_CACHED_CLIENTS: usize = 512;
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    endpoint: Option<String>,
+    region: String,
+    force_path_style: bool,
+    credentials: Option<Credentials>,
+}
+
+/// S3 through the AWS SDK. One SDK client per (endpoint, region, addressing style,
+/// credentials), built on first use and reused.
+pub struct SdkStore {
+    shared: SdkConfig,
+    default_region: Option<String>,
+    clients: Mutex<HashMap<ClientKey, Client>>,
+}
+
+impl SdkStore {
+    /// A store whose ambient credentials and region come from the AWS default chains
+    /// (environment, web identity / IRSA, Pod Identity, profile, IMDS).
+    pub async fn from_env(default_region: Option<String>) -> Self {
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .operation_timeout(Duration::from_secs(60))
+                    .build(),
+            )
+            .load()
+            .await;
+        Self::new(shared, default_region)
+    }
+
+    pub fn new(shared: SdkConfig, default_region: Option<String>) -> Self {
+        SdkStore {
+            shared,
+            default_region,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Number of distinct SDK clients built so far.
+    pub fn cached_clients(&self) -> usize {
+        self.clients.lock().expect("client cache poisoned").len()
+    }
+
+    fn client(&self, target: &BucketTarget) -> Client {
+        let region = target
+            .region
+            .clone()
+            .or_else(|| self.default_region.clone())
+            .or_else(|| self.shared.region().map(|r| r.to_string()))
+            .unwrap_or_else(|| FALLBACK_REGION.to_owned());
+        let key = ClientKey {
+            force_path_style: target.force_path_style
+                || target.endpoint.as_deref().is_some_and(needs_path_style),
+            endpoint: target.endpoint.clone(),
+            region,
+            credentials: target.credentials.clone(),
+        };
+        let mut clients = self.clients.lock().expect("client cache poisoned");
+        if let Some(client) = clients.get(&key) {
+            return client.clone();
+        }
+        if clients.len() >= MAX_CACHED_CLIENTS {
+            clients.clear();
+        }
+        let client = self.build_client(&key);
+        clients.insert(key, client.clone());
+        client
+    }
+
+    fn build_client(&self, key: &ClientKey) -> Client {
+        let mut config = aws_sdk_s3::config::Builder::from(&self.shared)
+            .region(Region::new(key.region.clone()))
+            .force_path_style(key.force_path_style);
+        if let Some(endpoint) = &key.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        if let Some(c) = &key.credentials {
+            let credentials = aws_credential_types::Credentials::new(
+                &c.access_key_id,
+                &c.secret_access_key,
+                c.session_token.clone(),
+                None,
+                "BucketCorsSecret",
+            );
+            config = config.credentials_provider(SharedCredentialsProvider::new(credentials));
+        }
+        Client::from_conf(config.build())
+    }
+}
+
+/// Virtual-hosted addressing cannot work when the endpoint's host is an IP address or
+/// localhost: there is no DNS name to put the bucket in.
+fn needs_path_style(endpoint: &str) -> bool {
+    let rest = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok()
+}
+
+impl CorsStore for SdkStore {
+    async fn get_cors(&self, target: &BucketTarget) -> Result<Vec<CorsRule>, S3Error> {
+        let result = self
+            .client(target)
+            .get_bucket_cors()
+            .bucket(&target.bucket)
+            .set_expected_bucket_owner(target.expected_bucket_owner.clone())
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(output.cors_rules().iter().map(from_sdk).collect()),
+            // The SDK does not model this code; it is how S3 says "no configuration".
+            Err(err) if err.code() == Some("NoSuchCORSConfiguration") => Ok(Vec::new()),
+            Err(err) => Err(classify(Operation::GetBucketCors, &target.bucket, err)),
+        }
+    }
+
+    async fn put_cors(&self, target: &BucketTarget, rules: &[CorsRule]) -> Result<(), S3Error> {
+        let configuration = CorsConfiguration::builder()
+            .set_cors_rules(Some(rules.iter().map(to_sdk).collect()))
+            .build()
+            .map_err(|e| S3Error::Rejected {
+                operation: Operation::PutBucketCors,
+                bucket: target.bucket.clone(),
+                code: "InvalidRequest".into(),
+                message: e.to_string(),
+            })?;
+        self.client(target)
+            .put_bucket_cors()
+            .bucket(&target.bucket)
+            .set_expected_bucket_owner(target.expected_bucket_owner.clone())
+            .cors_configuration(configuration)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| classify(Operation::PutBucketCors, &target.bucket, err))
+    }
+
+    async fn delete_cors(&self, target: &BucketTarget) -> Result<(), S3Error> {
+        self.client(target)
+            .delete_bucket_cors()
+            .bucket(&target.bucket)
+            .set_expected_bucket_owner(target.expected_bucket_owner.clone())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| classify(Operation::DeleteBucketCors, &target.bucket, err))
+    }
+}
+
+fn from_sdk(rule: &SdkCorsRule) -> CorsRule {
+    CorsRule {
+        id: rule.id().map(str::to_owned),
+        allowed_origins: rule.allowed_origins().to_vec(),
+        allowed_methods: rule.allowed_methods().to_vec(),
+        allowed_headers: rule.allowed_headers().to_vec(),
+        expose_headers: rule.expose_headers().to_vec(),
+        max_age_seconds: rule.max_age_seconds(),
+    }
+}
+
+fn to_sdk(rule: &CorsRule) -> SdkCorsRule {
+    // Empty lists are left out rather than sent as nothing: some stores reject empty elements.
+    let non_empty = |list: &Vec<String>| (!list.is_empty()).then(|| list.clone());
+    SdkCorsRule::builder()
+        .set_id(rule.id.clone().filter(|id| !id.is_empty()))
+        .set_allowed_origins(Some(rule.allowed_origins.clone()))
+        .set_allowed_methods(Some(rule.allowed_methods.clone()))
+        .set_allowed_headers(non_empty(&rule.allowed_headers))
+        .set_expose_headers(non_empty(&rule.expose_headers))
+        .set_max_age_seconds(rule.max_age_seconds)
+        .build()
+        .expect("allowed origins and methods are always set")
+}
+
+fn classify<E, R>(operation: Operation, bucket: &str, err: SdkError<E, R>) -> S3Error
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    R: std::fmt::Debug + HasStatus,
+{
+    let bucket = bucket.to_owned();
+    let code = err.code().map(str::to_owned);
+    let message = err
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    let status = err.raw_response().map(HasStatus::status);
+    if !matches!(err, SdkError::ServiceError(_)) {
+        return S3Error::Unavailable {
+            operation,
+            bucket,
+            message: DisplayErrorContext(&err).to_string(),
+        };
+    }
+    match (status, code.as_deref()) {
+        (_, Some("NoSuchBucket")) => S3Error::BucketNotFound { bucket },
+        (Some(403), _) | (_, Some("AccessDenied")) => S3Error::AccessDenied {
+            operation,
+            bucket,
+            message,
+        },
+        (Some(501), _) | (_, Some("NotImplemented")) => S3Error::Unsupported { operation, message },
+        (
+            _,
+            Some(
+                "SlowDown" | "Throttling" | "RequestTimeout" | "ServiceUnavailable"
+                | "InternalError",
+            ),
+        ) => S3Error::Unavailable {
+            operation,
+            bucket,
+            message,
+        },
+        (Some(status), _) if status >= 500 => S3Error::Unavailable {
+            operation,
+            bucket,
+            message,
+        },
+        (Some(404), None) => S3Error::BucketNotFound { bucket },
+        (status, code) => S3Error::Rejected {
+            operation,
+            bucket,
+            code: code
+                .map(str::to_owned)
+                .or_else(|| status.map(|s| format!("HTTP {s}")))
+                .unwrap_or_else(|| "Unknown".into()),
+            message,
+        },
+    }
+}
+
+/// The HTTP status of a raw response; a seam so that error mapping is tested without a server.
+pub trait HasStatus {
+    fn status(&self) -> u16;
+}
+
+impl HasStatus for aws_smithy_runtime_api::http::Response {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_and_localhost_endpoints_need_path_style() {
+        for endpoint in [
+            "http://127.0.0.1:9000",
+            "http://localhost:9000/",
+            "https://[::1]:8443",
+            "http://10.0.0.5",
+            "LOCALHOST",
+        ] {
+            assert!(needs_path_style(endpoint), "{endpoint}");
+        }
+        for endpoint in ["https://s3.nl-ams.scw.cloud", "https://minio.internal:9000"] {
+            assert!(!needs_path_style(endpoint), "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn rules_survive_the_sdk_types_unchanged() {
+        let rule = CorsRule::new(["https://a.example.com"], ["GET", "PUT"])
+            .id("app")
+            .allowed_headers(["*"])
+            .expose_headers(["ETag"])
+            .max_age(0);
+        assert_eq!(from_sdk(&to_sdk(&rule)), rule);
+        let bare = CorsRule::new(["*"], ["GET"]);
+        assert_eq!(from_sdk(&to_sdk(&bare)), bare);
+    }
+}

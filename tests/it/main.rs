@@ -1,0 +1,4 @@
+//! Integration tests against real servers: one binary, so that servers start once per run.
+
+mod adapter;
+mod support;

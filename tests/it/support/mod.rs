@@ -1,0 +1,14 @@
+pub mod moto;
+pub mod process;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A bucket name no other test in this run uses.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

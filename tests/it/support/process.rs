@@ -1,0 +1,96 @@
+//! Servers the tests start and stop.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The Python environment with moto and the aws CLI (made by scripts/python-env.sh).
+pub fn python_env() -> PathBuf {
+    if let Ok(venv) = std::env::var("BUCKETCORS_VENV") {
+        return PathBuf::from(venv);
+    }
+    let out = Command::new(repo_root().join("scripts/python-env.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("scripts/python-env.sh runs");
+    assert!(out.status.success(), "scripts/python-env.sh failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A process that stops when this handle is dropped or the test process exits: it runs under
+/// scripts/tether.py, which stops it when its standard input closes.
+pub struct Tethered {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Tethered {
+    pub fn spawn(program: &Path, args: &[&str], envs: &[(&str, &str)], log: &Path) -> Tethered {
+        let log_file = std::fs::File::create(log).expect("log file");
+        let mut command = Command::new(repo_root().join("scripts/tether.py"));
+        command
+            .arg(program)
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        let stdin = child.stdin.take();
+        Tethered { child, stdin }
+    }
+
+    /// Stops the process and waits until it is gone.
+    pub fn stop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Tethered {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until `check` holds, polling, or panics after `deadline` saying what it waited for.
+pub fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether an HTTP server on `port` answers `GET path` at all.
+pub fn http_answers(port: u16, path: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
