@@ -144,7 +144,6 @@ pub struct Condition {
     /// CredentialsNotFound, BucketNotFound, AccessDenied, Unsupported, Rejected, Unavailable.
     pub reason: String,
     /// What happened, for people.
-    #[serde(default)]
     pub message: String,
     /// When `status` last changed (RFC 3339).
     pub last_transition_time: String,

@@ -184,3 +184,22 @@ async fn one_client_serves_every_call_to_the_same_store() {
     store.get_cors(&other).await.unwrap();
     assert_eq!(store.cached_clients(), 2);
 }
+
+#[tokio::test]
+async fn the_server_side_request_log_sees_each_call() {
+    let moto = Moto::shared();
+    let bucket = new_bucket(moto).await;
+    let store = store().await;
+    let target = target(moto, &bucket);
+    store.put_cors(&target, &three_rules()).await.unwrap();
+    store.get_cors(&target).await.unwrap();
+    store.delete_cors(&target).await.unwrap();
+
+    let methods: Vec<String> = moto
+        .cors_calls(&bucket)
+        .into_iter()
+        .map(|r| r.method)
+        .collect();
+    assert_eq!(methods, ["PUT", "GET", "DELETE"]);
+    assert_eq!(moto.cors_writes(&bucket), 2);
+}

@@ -1,4 +1,5 @@
 //! Integration tests against real servers: one binary, so that servers start once per run.
 
 mod adapter;
+mod e2e;
 mod support;

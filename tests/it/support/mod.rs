@@ -1,9 +1,11 @@
+pub mod cluster;
+pub mod harness;
 pub mod moto;
 pub mod process;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A bucket name no other test in this run uses.
+/// A name (bucket, namespace) no other test in this run uses.
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!(

@@ -1,4 +1,5 @@
-//! The moto S3 server, started once per test run on a loopback port.
+//! The moto S3 server on a loopback port, recording every request it receives so that tests
+//! count S3 calls at the server, not in the operator's own code.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -11,23 +12,59 @@ use super::process::{Tethered, free_port, http_answers, python_env, wait_until};
 pub struct Moto {
     pub port: u16,
     server: Mutex<Option<Tethered>>,
-    log: PathBuf,
+    dir: PathBuf,
+}
+
+/// One request as moto received it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Request {
+    /// Whether this is a call on `bucket`'s CORS sub-resource.
+    pub fn is_cors_of(&self, bucket: &str) -> bool {
+        let path = self
+            .url
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split_once('/'))
+            .map_or("", |(_, p)| p);
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        path.trim_end_matches('/') == bucket
+            && query.split('&').any(|q| q == "cors" || q == "cors=")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_str())
+    }
 }
 
 impl Moto {
     /// The moto server shared by every test in this run.
     pub fn shared() -> &'static Moto {
         static MOTO: OnceLock<Moto> = OnceLock::new();
-        MOTO.get_or_init(|| {
-            let moto = Moto {
-                port: free_port(),
-                server: Mutex::new(None),
-                log: std::env::temp_dir()
-                    .join(format!("bucketcors-moto-{}.log", std::process::id())),
-            };
-            moto.start();
-            moto
-        })
+        MOTO.get_or_init(Moto::dedicated)
+    }
+
+    /// A moto server of its own, for tests that stop and start it.
+    pub fn dedicated() -> Moto {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("bucketcors-moto-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let moto = Moto {
+            port,
+            server: Mutex::new(None),
+            dir,
+        };
+        moto.start();
+        moto
     }
 
     pub fn endpoint(&self) -> String {
@@ -38,16 +75,57 @@ impl Moto {
     pub fn start(&self) {
         let server = python_env().join("bin/moto_server");
         let port = self.port.to_string();
+        let recording = self.dir.join("requests.jsonl");
         let tethered = Tethered::spawn(
             &server,
             &["-H", "127.0.0.1", "-p", &port],
-            &[("MOTO_DISABLE_GLOBAL_CORS", "true")],
-            &self.log,
+            &[
+                ("MOTO_DISABLE_GLOBAL_CORS", "true"),
+                ("MOTO_ENABLE_RECORDING", "true"),
+                ("MOTO_RECORDER_FILEPATH", recording.to_str().unwrap()),
+            ],
+            &self.dir.join("moto.log"),
         );
         *self.server.lock().unwrap() = Some(tethered);
         wait_until("moto to answer", Duration::from_secs(60), || {
             http_answers(self.port, "/moto-api/")
         });
+    }
+
+    /// Stops the server; its port refuses connections until `start`.
+    pub fn stop(&self) {
+        if let Some(mut server) = self.server.lock().unwrap().take() {
+            server.stop();
+        }
+    }
+
+    /// Every request the server has received so far.
+    pub fn requests(&self) -> Vec<Request> {
+        let text = std::fs::read_to_string(self.dir.join("requests.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|entry| Request {
+                method: entry["method"].as_str().unwrap_or_default().to_owned(),
+                url: entry["url"].as_str().unwrap_or_default().to_owned(),
+                headers: entry["headers"].as_object().cloned().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// The calls on `bucket`'s CORS configuration, in order.
+    pub fn cors_calls(&self, bucket: &str) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_cors_of(bucket))
+            .collect()
+    }
+
+    /// How many PutBucketCors and DeleteBucketCors `bucket` has received.
+    pub fn cors_writes(&self, bucket: &str) -> usize {
+        self.cors_calls(bucket)
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count()
     }
 
     /// An S3 client of the tests' own, independent of the operator's code, to set up buckets

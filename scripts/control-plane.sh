@@ -1,0 +1,594 @@
+#!/usr/bin/env bash
+# Local Kubernetes control plane (etcd + kube-apiserver) on loopback, for
+# integration tests that need a real API server but no nodes.
+#
+# Usage:
+#   control-plane.sh build          ensure kube-apiserver and etcd binaries exist
+#   control-plane.sh up DIR         start etcd + kube-apiserver, state kept in DIR
+#   control-plane.sh down DIR       stop what `up DIR` started
+#   control-plane.sh status DIR     report whether it is running and ready
+#   control-plane.sh run DIR        up, touch DIR/ready, stay in the foreground
+#                                   and take everything down on SIGTERM/SIGINT
+#
+# Environment:
+#   KUBE_APISERVER, ETCD   use these binaries instead of building/extracting
+#   KUBEBUILDER_ASSETS     directory holding kube-apiserver and etcd (envtest)
+#   BUCKETCORS_CACHE       cache root (default: $HOME/.cache/bucketcors)
+#   BUCKETCORS_CP_TIMEOUT  start-up deadline in seconds (default: 120)
+#   BUCKETCORS_DEBIAN_MIRROR, BUCKETCORS_DEBIAN_SECURITY_MIRROR
+#                          override the Debian mirrors found in the apt sources
+#
+# No registry ships kube-apiserver, so it is built from Debian bookworm's
+# `kubernetes` source package (upstream v1.20.2 with vendor/) using bookworm's
+# Go 1.19. etcd comes from bookworm's etcd-server package. Packages are fetched
+# with a private apt configuration and unpacked, never installed.
+#
+# shellcheck disable=SC2329 # launchers and probes are invoked indirectly
+set -euo pipefail
+
+readonly K8S_VERSION=1.20.2
+readonly ETCD_VERSION=3.4.23
+readonly GO_PACKAGE=golang-1.19
+readonly DEBIAN_SUITE=bookworm
+readonly SERVICE_CIDR=10.0.0.0/24
+readonly SERVICE_IP=10.0.0.1
+
+CACHE=${BUCKETCORS_CACHE:-$HOME/.cache/bucketcors}
+TIMEOUT=${BUCKETCORS_CP_TIMEOUT:-120}
+
+log() { printf 'control-plane: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e '/shellcheck/d' -e 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+# ---------------------------------------------------------------------------
+# Binaries
+# ---------------------------------------------------------------------------
+
+APISERVER_CACHED="$CACHE/kube-apiserver-v$K8S_VERSION/kube-apiserver"
+ETCD_CACHED="$CACHE/etcd-$ETCD_VERSION/etcd"
+
+# Sets APISERVER_BIN and ETCD_BIN from the overrides, or to the cache paths.
+resolve_binaries() {
+  APISERVER_BIN=$APISERVER_CACHED
+  ETCD_BIN=$ETCD_CACHED
+  if [[ -n ${KUBEBUILDER_ASSETS:-} ]]; then
+    APISERVER_BIN=$KUBEBUILDER_ASSETS/kube-apiserver
+    ETCD_BIN=$KUBEBUILDER_ASSETS/etcd
+  fi
+  APISERVER_BIN=${KUBE_APISERVER:-$APISERVER_BIN}
+  ETCD_BIN=${ETCD:-$ETCD_BIN}
+  # Overrides are the caller's promise; a wrong one must fail, not trigger a build.
+  if [[ -n ${KUBE_APISERVER:-}${KUBEBUILDER_ASSETS:-} && ! -x $APISERVER_BIN ]]; then
+    die "kube-apiserver override is not executable: $APISERVER_BIN"
+  fi
+  if [[ -n ${ETCD:-}${KUBEBUILDER_ASSETS:-} && ! -x $ETCD_BIN ]]; then
+    die "etcd override is not executable: $ETCD_BIN"
+  fi
+}
+
+ensure_binaries() {
+  resolve_binaries
+  if [[ -x $APISERVER_BIN && -x $ETCD_BIN ]]; then
+    return 0
+  fi
+  mkdir -p "$CACHE"
+  # Serialise concurrent builds; the loser then finds the winner's binaries.
+  exec 9>"$CACHE/.lock"
+  flock 9
+  # Leftovers of interrupted builds (safe to remove while holding the lock).
+  rm -rf "$CACHE"/.work.*
+  WORK=$(mktemp -d "$CACHE/.work.XXXXXX")
+  trap 'rm -rf "$WORK"' EXIT
+  if [[ ! -x $ETCD_BIN ]]; then
+    fetch_etcd
+  fi
+  if [[ ! -x $APISERVER_BIN ]]; then
+    build_apiserver
+  fi
+  rm -rf "$WORK"
+  trap - EXIT
+  exec 9>&-
+}
+
+# Prints "URI SUITE" for every enabled deb entry in the system apt sources.
+system_apt_sources() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -f $f ]] || continue
+    awk '$1 == "deb" {
+           i = 2
+           if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+           print $i, $(i + 1)
+         }' "$f"
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -f $f ]] || continue
+    # deb822: one stanza per blank-line separated paragraph.
+    awk 'function flush() {
+           if (types ~ /(^| )deb( |$)/ && enabled != "no")
+             for (u = 1; u <= nu; u++) for (s = 1; s <= ns; s++) print uris[u], suites[s]
+           types = ""; enabled = ""; nu = 0; ns = 0
+         }
+         /^[[:space:]]*$/ { flush(); next }
+         /^#/ { next }
+         tolower($1) == "types:"   { types = $0; sub(/^[^:]*:[[:space:]]*/, "", types) }
+         tolower($1) == "enabled:" { enabled = tolower($2) }
+         tolower($1) == "uris:"    { for (i = 2; i <= NF; i++) uris[++nu] = $i }
+         tolower($1) == "suites:"  { for (i = 2; i <= NF; i++) suites[++ns] = $i }
+         END { flush() }' "$f"
+  done
+}
+
+# A private apt configuration with deb-src entries, so the machine's own apt
+# sources, lists and cache stay untouched.
+setup_private_apt() {
+  [[ -n ${APT_OPTS+x} ]] && return 0
+  local main security keyring=/usr/share/keyrings/debian-archive-keyring.gpg opts=""
+  main=${BUCKETCORS_DEBIAN_MIRROR:-$(system_apt_sources | awk -v s="$DEBIAN_SUITE" '$2 == s { print $1; exit }')}
+  main=${main:-http://deb.debian.org/debian}
+  security=${BUCKETCORS_DEBIAN_SECURITY_MIRROR:-$(system_apt_sources | awk -v s="$DEBIAN_SUITE-security" '$2 == s { print $1; exit }')}
+  security=${security:-${main%/}-security}
+  [[ -f $keyring ]] && opts="[signed-by=$keyring] "
+  local dir=$WORK/apt
+  mkdir -p "$dir/sources.list.d" "$dir/lists/partial" "$dir/cache/archives/partial"
+  cat >"$dir/sources.list" <<EOF
+deb ${opts}$main $DEBIAN_SUITE main
+deb-src ${opts}$main $DEBIAN_SUITE main
+deb ${opts}$security $DEBIAN_SUITE-security main
+deb-src ${opts}$security $DEBIAN_SUITE-security main
+EOF
+  APT_OPTS=(
+    -o "Dir::Etc::SourceList=$dir/sources.list"
+    -o "Dir::Etc::SourceParts=$dir/sources.list.d"
+    -o "Dir::State::Lists=$dir/lists"
+    -o "Dir::Cache=$dir/cache"
+    # Downloads land in directories the unprivileged _apt user cannot write.
+    -o "APT::Sandbox::User=root"
+  )
+  log "updating private apt lists ($main, $security)"
+  apt-get -q "${APT_OPTS[@]}" update >&2
+}
+
+# Downloads and unpacks binary packages into $1.
+apt_extract() {
+  local dest=$1 deb
+  shift
+  setup_private_apt
+  mkdir -p "$WORK/debs" "$dest"
+  (cd "$WORK/debs" && apt-get -q "${APT_OPTS[@]}" download "$@" >&2)
+  for deb in "$WORK"/debs/*.deb; do
+    dpkg-deb -x "$deb" "$dest"
+  done
+  rm -f "$WORK"/debs/*.deb
+}
+
+install_atomically() {
+  local src=$1 dest=$2
+  mkdir -p "$(dirname "$dest")"
+  cp "$src" "$dest.tmp.$$"
+  chmod 0755 "$dest.tmp.$$"
+  mv -f "$dest.tmp.$$" "$dest"
+}
+
+fetch_etcd() {
+  log "fetching etcd $ETCD_VERSION from Debian $DEBIAN_SUITE"
+  apt_extract "$WORK/etcd" etcd-server
+  local bin=$WORK/etcd/usr/bin/etcd
+  "$bin" --version | grep -q "etcd Version: $ETCD_VERSION\$" ||
+    die "etcd-server package does not carry etcd $ETCD_VERSION: $("$bin" --version | head -n1)"
+  install_atomically "$bin" "$ETCD_CACHED"
+  log "etcd ready: $ETCD_CACHED"
+}
+
+build_apiserver() {
+  log "building kube-apiserver v$K8S_VERSION from Debian $DEBIAN_SUITE sources (takes several minutes)"
+  local tools=$WORK/tools src=$WORK/kubernetes
+  apt_extract "$tools" "$GO_PACKAGE-go" "$GO_PACKAGE-src" golang-github-modern-go-reflect2-dev
+  local goroot=$tools/usr/lib/go-${GO_PACKAGE#golang-}
+  [[ -x $goroot/bin/go ]] || die "Go toolchain missing after extraction: $goroot"
+
+  mkdir -p "$WORK/source" "$src"
+  (cd "$WORK/source" && apt-get -q "${APT_OPTS[@]}" source --download-only kubernetes >&2)
+  local orig
+  orig=$(find "$WORK/source" -maxdepth 1 -name "kubernetes_*really${K8S_VERSION}.orig.tar.gz" | head -n1)
+  [[ -n $orig ]] || die "Debian kubernetes source is not upstream v$K8S_VERSION: $(ls "$WORK/source")"
+  tar -xzf "$orig" -C "$src" --strip-components=1
+  tar -xJf "${orig%.orig.tar.gz}"-*.debian.tar.xz -C "$src"
+  local patch
+  while read -r patch _; do
+    [[ -z $patch || $patch == \#* ]] && continue
+    log "applying debian/patches/$patch"
+    patch -d "$src" -p1 -s --batch --forward -i "debian/patches/$patch"
+  done <"$src/debian/patches/series"
+
+  # reflect2 1.0.1 (vendored) crashes the apiserver under Go >= 1.18 on the
+  # first custom resource write; 1.0.2 is API compatible and fixes it.
+  rm -rf "$src/vendor/github.com/modern-go/reflect2"
+  cp -r "$tools/usr/share/gocode/src/github.com/modern-go/reflect2" "$src/vendor/github.com/modern-go/reflect2"
+
+  # The tarball is not a git checkout; pin what `kube-apiserver --version` reports.
+  cat >"$WORK/version.env" <<EOF
+KUBE_GIT_COMMIT='faecb196815e248d3ecfb03c680a4507229c2a56'
+KUBE_GIT_TREE_STATE='archive'
+KUBE_GIT_VERSION='v$K8S_VERSION'
+KUBE_GIT_MAJOR='${K8S_VERSION%%.*}'
+KUBE_GIT_MINOR='$(cut -d. -f2 <<<"$K8S_VERSION")'
+EOF
+
+  mkdir -p "$WORK/bin"
+  if ! command -v rsync >/dev/null; then
+    # The build only uses rsync as `rsync -pc FILE... DIR` to place binaries.
+    cat >"$WORK/bin/rsync" <<'EOF'
+#!/bin/sh
+files=""
+for arg; do
+  case $arg in -*) ;; *) files="$files $arg" ;; esac
+done
+# shellcheck disable=SC2086
+set -- $files
+eval "dest=\${$#}"
+while [ $# -gt 1 ]; do cp -p "$1" "$dest"/; shift; done
+EOF
+    chmod +x "$WORK/bin/rsync"
+  fi
+
+  # GOPATH mode with vendor/, offline, static: the way upstream 1.20 builds.
+  env -u GOFLAGS -u GOPATH \
+    PATH="$goroot/bin:$WORK/bin:$PATH" \
+    GOROOT="$goroot" \
+    GOCACHE="$WORK/gocache" \
+    GOENV=off \
+    GOPROXY=off \
+    GO111MODULE=off \
+    CGO_ENABLED=0 \
+    KUBE_GIT_VERSION_FILE="$WORK/version.env" \
+    make -C "$src" WHAT=cmd/kube-apiserver >&2
+
+  local bin=$src/_output/bin/kube-apiserver
+  "$bin" --version | grep -q "Kubernetes v$K8S_VERSION\$" ||
+    die "unexpected kube-apiserver version: $("$bin" --version)"
+  install_atomically "$bin" "$APISERVER_CACHED"
+  log "kube-apiserver ready: $APISERVER_CACHED"
+}
+
+cmd_build() {
+  local start=$SECONDS
+  ensure_binaries
+  log "binaries available after $((SECONDS - start))s"
+  printf 'KUBE_APISERVER=%s\nETCD=%s\n' "$APISERVER_BIN" "$ETCD_BIN"
+}
+
+# ---------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------
+
+# Prints N distinct currently-free loopback ports.
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# True when PID in pidfile $1 is alive and was started for $DIR (guards
+# against PID reuse by unrelated processes).
+running() {
+  local pid
+  [[ -f $1 ]] || return 1
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+  # Zombies have an empty cmdline, so they count as stopped.
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/"
+}
+
+launch() {
+  local pidfile=$1 logfile=$2
+  shift 2
+  nohup "$@" </dev/null >>"$logfile" 2>&1 &
+  echo $! >"$pidfile"
+}
+
+# Polls `$3...` until it succeeds (0), the process in pidfile $1 exits (1), or
+# the deadline passes (2). $2 names what is awaited in messages.
+await() {
+  local pidfile=$1 what=$2 deadline=$((SECONDS + TIMEOUT))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    running "$pidfile" || return 1
+    if ((SECONDS >= deadline)); then
+      log "$what not ready after ${TIMEOUT}s"
+      return 2
+    fi
+    sleep 0.2
+  done
+}
+
+stop_pidfile() {
+  local pidfile=$1 name=$2 pid deadline
+  [[ -f $pidfile ]] || return 0
+  pid=$(<"$pidfile")
+  if running "$pidfile"; then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 30))
+    while running "$pidfile" && ((SECONDS < deadline)); do sleep 0.2; done
+    if running "$pidfile"; then
+      log "$name ignored SIGTERM; killing"
+      kill -KILL "$pid" 2>/dev/null || true
+      deadline=$((SECONDS + 10))
+      while running "$pidfile" && ((SECONDS < deadline)); do sleep 0.2; done
+      running "$pidfile" && die "$name (pid $pid) did not exit"
+    fi
+  fi
+  rm -f "$pidfile"
+}
+
+show_log_tail() {
+  log "last lines of $1:"
+  tail -n 40 "$1" >&2 || true
+}
+
+set_dir() {
+  [[ -n ${1:-} ]] || usage
+  mkdir -p "$1"
+  DIR=$(cd "$1" && pwd)
+  PKI=$DIR/pki
+  LOGS=$DIR/logs
+}
+
+gen_pki() {
+  mkdir -p "$PKI"
+  chmod 0700 "$PKI"
+  [[ -f $PKI/server.crt && -f $PKI/sa.key && -f $PKI/tokens.csv ]] && return 0
+  log "generating certificates and keys in $PKI"
+  # rustls/webpki refuse a CA certificate as the server certificate, so use a
+  # separate CA and a leaf with IP SANs.
+  cat >"$PKI/openssl.cnf" <<EOF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = bucketcors-local
+[v3_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[v3_server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = IP:127.0.0.1, DNS:localhost, IP:$SERVICE_IP, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc
+EOF
+  openssl req -x509 -new -nodes -newkey rsa:2048 -days 3650 -config "$PKI/openssl.cnf" \
+    -extensions v3_ca -subj /CN=bucketcors-local-ca -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
+  openssl req -new -nodes -newkey rsa:2048 -config "$PKI/openssl.cnf" \
+    -subj /CN=kube-apiserver -keyout "$PKI/server.key" -out "$PKI/server.csr" 2>/dev/null
+  openssl x509 -req -days 3650 -in "$PKI/server.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+    -CAcreateserial -CAserial "$PKI/ca.srl" -extfile "$PKI/openssl.cnf" -extensions v3_server \
+    -out "$PKI/server.crt" 2>/dev/null
+  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  # token,user,uid,"groups"
+  printf '%s,admin,admin,"system:masters"\n' "$(openssl rand -hex 32)" >"$PKI/tokens.csv"
+}
+
+admin_token() { cut -d, -f1 "$PKI/tokens.csv"; }
+
+# curl against the API server as admin, keeping the token out of argv.
+api_get() {
+  printf 'header = "Authorization: Bearer %s"\n' "$(admin_token)" |
+    curl -K - -fsS --max-time 5 --cacert "$PKI/ca.crt" "https://127.0.0.1:$API_PORT$1"
+}
+
+etcd_healthy() {
+  curl -fsS --max-time 5 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'
+}
+
+apiserver_ready() {
+  [[ $(curl -fsS --max-time 5 --cacert "$PKI/ca.crt" "https://127.0.0.1:$API_PORT/readyz") == ok ]]
+}
+
+# The bootstrap controller creates these shortly after /readyz turns ok.
+apiserver_bootstrapped() {
+  api_get /api/v1/namespaces/default/services/kubernetes
+}
+
+# Starts a component on fresh ports, retrying when a port was taken between
+# choosing and binding it. $1 = name, $2 = function that picks ports and
+# launches, $3... = readiness check.
+start_with_retry() {
+  local name=$1 launcher=$2 attempt rc
+  shift 2
+  for attempt in 1 2 3 4 5; do
+    "$launcher"
+    rc=0
+    await "$DIR/$name.pid" "$name" "$@" || rc=$?
+    ((rc == 0)) && return 0
+    if ((rc == 1)) && grep -q 'address already in use' "$LOGS/$name.log"; then
+      log "$name lost a port race (attempt $attempt); retrying"
+      rm -f "$DIR/$name.pid"
+      continue
+    fi
+    ((rc == 1)) && log "$name exited during start-up"
+    show_log_tail "$LOGS/$name.log"
+    return 1
+  done
+  show_log_tail "$LOGS/$name.log"
+  return 1
+}
+
+launch_etcd() {
+  local peer_port
+  read -r ETCD_PORT peer_port < <(free_ports 2)
+  launch "$DIR/etcd.pid" "$LOGS/etcd.log" "$ETCD_BIN" \
+    --name=bucketcors \
+    --data-dir="$DIR/etcd-data" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$peer_port" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
+    --initial-cluster="bucketcors=http://127.0.0.1:$peer_port" \
+    --logger=zap --log-outputs=stderr
+}
+
+launch_apiserver() {
+  read -r API_PORT < <(free_ports 1)
+  launch "$DIR/kube-apiserver.pid" "$LOGS/kube-apiserver.log" "$APISERVER_BIN" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 \
+    --secure-port="$API_PORT" \
+    --insecure-port=0 \
+    --cert-dir="$PKI" \
+    --tls-cert-file="$PKI/server.crt" \
+    --tls-private-key-file="$PKI/server.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --token-auth-file="$PKI/tokens.csv" \
+    --authorization-mode=RBAC \
+    --service-account-key-file="$PKI/sa.pub" \
+    --service-account-signing-key-file="$PKI/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --endpoint-reconciler-type=none \
+    --profiling=false
+}
+
+write_kubeconfig() {
+  local tmp=$DIR/kubeconfig.tmp.$$
+  (
+    umask 077
+    cat >"$tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: bucketcors-local
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
+users:
+- name: admin
+  user:
+    token: $(admin_token)
+contexts:
+- name: bucketcors-local
+  context:
+    cluster: bucketcors-local
+    user: admin
+    namespace: default
+current-context: bucketcors-local
+EOF
+  )
+  mv -f "$tmp" "$DIR/kubeconfig"
+  {
+    printf 'KUBECONFIG=%q\n' "$DIR/kubeconfig"
+    printf 'CONTROL_PLANE_SERVER=%q\n' "https://127.0.0.1:$API_PORT"
+    printf 'CONTROL_PLANE_ETCD=%q\n' "http://127.0.0.1:$ETCD_PORT"
+  } >"$DIR/env"
+}
+
+cmd_up() {
+  set_dir "${1:-}"
+  local start=$SECONDS
+  if running "$DIR/etcd.pid" || running "$DIR/kube-apiserver.pid"; then
+    die "already running in $DIR (run: $0 down $DIR)"
+  fi
+  command -v python3 >/dev/null || die "python3 is required to pick free ports"
+  ensure_binaries
+  mkdir -p "$LOGS"
+  rm -f "$DIR/kubeconfig" "$DIR/env"
+  gen_pki
+
+  # Never leave half a control plane behind.
+  trap 'stop_all' EXIT
+  log "starting etcd"
+  start_with_retry etcd launch_etcd etcd_healthy || die "etcd did not start"
+  log "starting kube-apiserver"
+  start_with_retry kube-apiserver launch_apiserver apiserver_ready ||
+    die "kube-apiserver did not start"
+  local rc=0
+  await "$DIR/kube-apiserver.pid" "default/kubernetes service" apiserver_bootstrapped || rc=$?
+  if ((rc != 0)); then
+    show_log_tail "$LOGS/kube-apiserver.log"
+    die "kube-apiserver did not finish bootstrapping"
+  fi
+  write_kubeconfig
+  trap - EXIT
+  log "ready after $((SECONDS - start))s at https://127.0.0.1:$API_PORT (etcd http://127.0.0.1:$ETCD_PORT)"
+  printf '%s\n' "$DIR/kubeconfig"
+}
+
+stop_all() {
+  stop_pidfile "$DIR/kube-apiserver.pid" kube-apiserver
+  stop_pidfile "$DIR/etcd.pid" etcd
+}
+
+cmd_down() {
+  [[ -n ${1:-} ]] || usage
+  [[ -d $1 ]] || { log "nothing to stop: $1 does not exist"; return 0; }
+  set_dir "$1"
+  stop_all
+  log "stopped"
+}
+
+cmd_status() {
+  set_dir "${1:-}"
+  local ok=0 name
+  for name in etcd kube-apiserver; do
+    if running "$DIR/$name.pid"; then
+      printf '%s: running (pid %s)\n' "$name" "$(<"$DIR/$name.pid")"
+    else
+      printf '%s: stopped\n' "$name"
+      ok=1
+    fi
+  done
+  if ((ok == 0)) && [[ -f $DIR/env ]]; then
+    API_PORT=$(sed -n 's|^CONTROL_PLANE_SERVER=https://127.0.0.1:||p' "$DIR/env")
+    if apiserver_ready; then
+      printf 'readyz: ok\n'
+    else
+      printf 'readyz: not ready\n'
+      ok=1
+    fi
+  fi
+  return "$ok"
+}
+
+# Foreground mode for test harnesses: up, touch DIR/ready, then stay until
+# signalled (or until etcd or the apiserver dies) and take everything down.
+cmd_run() {
+  cmd_up "${1:-}" >/dev/null
+  trap 'stop_all; exit 0' TERM INT
+  trap 'stop_all' EXIT
+  touch "$DIR/ready"
+  # `wait -n` returns when either server exits or a signal arrives.
+  wait -n "$(<"$DIR/etcd.pid")" "$(<"$DIR/kube-apiserver.pid")" 2>/dev/null || true
+  log "a control-plane process exited; stopping"
+}
+
+main() {
+  local cmd=${1:-}
+  shift || true
+  case $cmd in
+    build) cmd_build ;;
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status "$@" ;;
+    run) cmd_run "$@" ;;
+    *) usage ;;
+  esac
+}
+
+# Everything is parsed before anything runs, so editing this file while a
+# long build is in progress cannot corrupt the running instance.
+main "$@"; exit $?

@@ -1,0 +1,284 @@
+//! One end-to-end test's world: its own namespace on the shared control plane, the real
+//! controller running against it (the code path of `bucketcors run`), and an S3 server.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
+use bucketcors::api::{BucketCors, BucketCorsSpec, DeletionPolicy, ManagementPolicy};
+use bucketcors::controller::{self, Context, Settings};
+use bucketcors::cors::CorsRule;
+use bucketcors::s3::SdkStore;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::cluster::Cluster;
+use super::moto::Moto;
+use super::unique_name;
+
+/// How often the controller under test re-reads each bucket.
+pub const RESYNC: Duration = Duration::from_secs(2);
+/// Generous bound for anything the controller should do promptly on a shared 2-core machine.
+pub const PROMPTLY: Duration = Duration::from_secs(30);
+
+pub struct Harness {
+    pub cluster: &'static Cluster,
+    pub s3_endpoint: String,
+    pub client: kube::Client,
+    pub namespace: String,
+    pub api: Api<BucketCors>,
+    shutdown: Option<oneshot::Sender<()>>,
+    controller: Option<JoinHandle<()>>,
+}
+
+impl Harness {
+    /// A namespace of its own and a running controller, against the shared moto server.
+    pub async fn start() -> Harness {
+        Harness::start_with(&Moto::shared().endpoint()).await
+    }
+
+    pub async fn start_with(s3_endpoint: &str) -> Harness {
+        let cluster = Cluster::shared();
+        let client = cluster.client().await;
+        let namespace = unique_name("t");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(namespace.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+
+        let settings = Settings {
+            namespaces: vec![namespace.clone()],
+            resync_interval: RESYNC,
+            concurrency: 4,
+            default_endpoint: None,
+        };
+        let ctx = std::sync::Arc::new(Context::new(client.clone(), ambient_store(), settings));
+        let (tx, rx) = oneshot::channel();
+        let controller = tokio::spawn(controller::run(ctx, async {
+            let _ = rx.await;
+        }));
+        Harness {
+            cluster,
+            s3_endpoint: s3_endpoint.to_owned(),
+            api: Api::namespaced(client.clone(), &namespace),
+            client,
+            namespace,
+            shutdown: Some(tx),
+            controller: Some(controller),
+        }
+    }
+
+    /// Stops the controller and waits for it to finish.
+    pub async fn stop_controller(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.controller.take() {
+            tokio::time::timeout(PROMPTLY, handle)
+                .await
+                .expect("the controller stops in time")
+                .expect("the controller did not panic");
+        }
+    }
+
+    /// A spec for `bucket` on this test's S3 server, with the defaults of the CRD.
+    pub fn spec(&self, bucket: &str, rules: Vec<CorsRule>) -> BucketCorsSpec {
+        BucketCorsSpec {
+            bucket: bucket.to_owned(),
+            region: None,
+            endpoint: Some(self.s3_endpoint.clone()),
+            force_path_style: None,
+            credentials_secret_ref: None,
+            expected_bucket_owner: None,
+            deletion_policy: DeletionPolicy::Delete,
+            management_policy: ManagementPolicy::Full,
+            rules,
+        }
+    }
+
+    pub async fn create(&self, name: &str, spec: BucketCorsSpec) -> BucketCors {
+        self.api
+            .create(&PostParams::default(), &BucketCors::new(name, spec))
+            .await
+            .unwrap()
+    }
+
+    /// Replaces the spec with a merge patch, as `kubectl apply` would.
+    pub async fn update(&self, name: &str, spec: &BucketCorsSpec) -> BucketCors {
+        let patch = serde_json::json!({ "spec": spec });
+        self.api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, name: &str) {
+        self.api
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the object satisfies `check`, polling; panics after `deadline` with the last
+    /// state seen.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        deadline: Duration,
+        check: impl Fn(&BucketCors) -> bool,
+    ) -> BucketCors {
+        let start = Instant::now();
+        loop {
+            let obj = self.api.get(name).await.unwrap();
+            if check(&obj) {
+                return obj;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "timed out after {deadline:?} waiting for {name} to be {what}; last status: {:?}",
+                obj.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the Ready condition has `reason` for the object's current generation.
+    pub async fn wait_reason(&self, name: &str, reason: &str) -> BucketCors {
+        self.wait_reason_within(name, reason, PROMPTLY).await
+    }
+
+    pub async fn wait_reason_within(
+        &self,
+        name: &str,
+        reason: &str,
+        deadline: Duration,
+    ) -> BucketCors {
+        self.wait_for(name, reason, deadline, |obj| {
+            let current =
+                obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation;
+            current && obj.ready_condition().is_some_and(|c| c.reason == reason)
+        })
+        .await
+    }
+
+    /// Waits until the object is gone from the API server.
+    pub async fn wait_gone(&self, name: &str) {
+        eventually(&format!("{name} to be deleted"), PROMPTLY, || async {
+            self.api.get_opt(name).await.unwrap().is_none()
+        })
+        .await;
+    }
+
+    /// The Events about object `name`, as (type, reason, note).
+    pub async fn events(&self, name: &str) -> Vec<(String, String, String)> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Polls `check` until it holds or panics after `deadline`.
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The operator's store with test credentials as its ambient ones (no Secret referenced).
+pub fn ambient_store() -> SdkStore {
+    let shared = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "ambient", "ambient", None, None, "tests",
+        )))
+        .build();
+    SdkStore::new(shared, None)
+}
+
+/// What `bucket` holds, read by the tests' own client (not the operator's code).
+pub async fn bucket_cors(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<CorsRule> {
+    match s3.get_bucket_cors().bucket(bucket).send().await {
+        Ok(out) => out
+            .cors_rules()
+            .iter()
+            .map(|r| CorsRule {
+                id: r.id().map(str::to_owned),
+                allowed_origins: r.allowed_origins().to_vec(),
+                allowed_methods: r.allowed_methods().to_vec(),
+                allowed_headers: r.allowed_headers().to_vec(),
+                expose_headers: r.expose_headers().to_vec(),
+                max_age_seconds: r.max_age_seconds(),
+            })
+            .collect(),
+        Err(err) => {
+            use aws_sdk_s3::error::ProvideErrorMetadata;
+            assert_eq!(err.code(), Some("NoSuchCORSConfiguration"), "{err:?}");
+            Vec::new()
+        }
+    }
+}
+
+/// Sets `bucket`'s CORS as another client would, behind the operator's back.
+pub async fn put_behind_the_back(s3: &aws_sdk_s3::Client, bucket: &str, origin: &str) {
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule as SdkRule};
+    let rule = SdkRule::builder()
+        .allowed_origins(origin)
+        .allowed_methods("DELETE")
+        .build()
+        .unwrap();
+    s3.put_bucket_cors()
+        .bucket(bucket)
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(rule)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
