@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help test lint unit crd build clean
+.PHONY: help test lint crd build clean demo demo-down tools
+
+# Tools the tests and the demo install (kubectl, aws, moto, helm) are linked here.
+export PATH := $(or $(BUCKETCORS_CACHE),$(HOME)/.cache/bucketcors)/bin:$(PATH)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -10,7 +13,17 @@ help: ## List the targets
 build: ## Build the operator
 	$(CARGO) build --locked
 
-test: lint ## Lint, then every test against real servers (installs what they need)
+demo: ## Local control plane + S3 server + operator + examples/, then show the result
+	scripts/demo.sh up
+
+demo-down: ## Stop everything `make demo` started
+	scripts/demo.sh down
+
+tools: ## Install (into ~/.cache/bucketcors) what the tests call: kubectl, aws, moto, kube-apiserver, etcd
+	scripts/tools.sh
+	scripts/control-plane.sh build
+
+test: lint tools ## Lint, then every test against real servers (installs what they need)
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) && \
 	  $(CARGO) test --locked --no-fail-fast
 

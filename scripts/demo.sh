@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# `make demo`: a local control plane, a local S3 server (moto), the operator, and the
+# manifests of examples/, ending with what Kubernetes and S3 say.
+#
+# Usage: demo.sh up | down
+# State (logs, pids, kubeconfig) lives in $BUCKETCORS_DEMO_DIR (default ~/.cache/bucketcors/demo).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${BUCKETCORS_CACHE:-$HOME/.cache/bucketcors}
+dir=${BUCKETCORS_DEMO_DIR:-$cache/demo}
+buckets=(web-assets uploads)
+
+say() { printf '\n==> %s\n' "$*"; }
+log() { printf 'demo: %s\n' "$*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Polls "$@" until it succeeds, or fails after $deadline seconds naming $what.
+wait_for() {
+  local what=$1 deadline=$((SECONDS + $2))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "timed out waiting for $what"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+stop_pid() {
+  local file=$1 pid
+  [[ -f $file ]] || return 0
+  pid=$(<"$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_for "pid $pid to exit" 20 bash -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+down() {
+  stop_pid "$dir/operator.pid"
+  stop_pid "$dir/moto.pid"
+  "$root/scripts/control-plane.sh" down "$dir/control-plane" 2>/dev/null || true
+  log "stopped"
+}
+
+up() {
+  if [[ -f $dir/operator.pid ]] && kill -0 "$(<"$dir/operator.pid")" 2>/dev/null; then
+    log "already running; run 'make demo-down' first"
+    exit 1
+  fi
+  mkdir -p "$dir"
+  trap 'log "failed; logs are in $dir"; down' ERR
+
+  say "Installing tools (cached in $cache)"
+  local bin
+  bin=$("$root/scripts/tools.sh")
+  export PATH=$bin:$PATH
+  "$root/scripts/control-plane.sh" build
+  (cd "$root" && cargo build --quiet --locked)
+
+  say "Starting a local Kubernetes control plane (kube-apiserver + etcd)"
+  export KUBECONFIG
+  KUBECONFIG=$("$root/scripts/control-plane.sh" up "$dir/control-plane")
+
+  say "Starting a local S3 server (moto)"
+  local port
+  port=$(free_port)
+  MOTO_DISABLE_GLOBAL_CORS=true nohup moto_server -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
+  echo $! >"$dir/moto.pid"
+  local endpoint=http://127.0.0.1:$port
+  wait_for "moto" 60 curl -fsS "$endpoint/moto-api/"
+  export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+  for bucket in "${buckets[@]}"; do
+    aws s3api create-bucket --bucket "$bucket" --endpoint-url "$endpoint" >/dev/null
+  done
+
+  say "Installing the CRD"
+  kubectl apply -f "$root/crds/bucketcors.yaml"
+  kubectl wait --for=condition=Established crd/bucketcors.bucketcors.dev --timeout=60s
+
+  say "Starting the operator (log: $dir/operator.log)"
+  nohup "$root/target/debug/bucketcors" run --default-endpoint "$endpoint" --resync-interval 30s \
+    >"$dir/operator.log" 2>&1 &
+  echo $! >"$dir/operator.pid"
+
+  say "kubectl apply -f examples/"
+  kubectl apply -f "$root/examples/"
+  kubectl wait --for=condition=Ready bcors --all -n demo --timeout=120s
+
+  say "kubectl get bcors -n demo"
+  kubectl get bcors -n demo
+  for bucket in "${buckets[@]}"; do
+    say "aws s3api get-bucket-cors --bucket $bucket --endpoint-url $endpoint"
+    aws s3api get-bucket-cors --bucket "$bucket" --endpoint-url "$endpoint"
+  done
+  trap - ERR
+  cat <<MSG
+
+The demo keeps running. Try it:
+  export KUBECONFIG=$KUBECONFIG PATH=$bin:\$PATH
+  export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION=us-east-1
+  aws s3api delete-bucket-cors --bucket web-assets --endpoint-url $endpoint   # restored within 30 s
+  kubectl describe bcors web-assets -n demo
+Stop it with: make demo-down
+MSG
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac
