@@ -295,6 +295,107 @@ mod tests {
         }
     }
 
+    use aws_sdk_s3::operation::put_bucket_cors::PutBucketCorsError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    // The store's answers moto cannot be made to give, built as the SDK builds them.
+    fn answer(status: u16, code: &str, message: &str) -> S3Error {
+        let meta = ErrorMetadata::builder().code(code).message(message).build();
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        let err = SdkError::service_error(PutBucketCorsError::generic(meta), raw);
+        classify(Operation::PutBucketCors, "b", err)
+    }
+
+    #[test]
+    fn store_answers_map_to_their_reasons() {
+        use crate::reason::Reason::*;
+        let cases = [
+            (403, "AccessDenied", "Access Denied", AccessDenied),
+            (403, "InvalidAccessKeyId", "no such key", AccessDenied),
+            (
+                501,
+                "NotImplemented",
+                "A header you provided implies functionality that is not implemented",
+                Unsupported,
+            ),
+            (
+                503,
+                "SlowDown",
+                "Please reduce your request rate.",
+                Unavailable,
+            ),
+            (
+                500,
+                "InternalError",
+                "We encountered an internal error.",
+                Unavailable,
+            ),
+            (502, "BadGateway", "", Unavailable),
+            (
+                400,
+                "MalformedXML",
+                "The XML you provided was not well-formed",
+                Rejected,
+            ),
+            (
+                400,
+                "InvalidRequest",
+                "Found unsupported HTTP method in CORS config.",
+                Rejected,
+            ),
+            (
+                404,
+                "NoSuchBucket",
+                "The specified bucket does not exist",
+                BucketNotFound,
+            ),
+            (
+                301,
+                "PermanentRedirect",
+                "The bucket is in another region",
+                Rejected,
+            ),
+        ];
+        for (status, code, message, reason) in cases {
+            let err = answer(status, code, message);
+            assert_eq!(err.reason(), reason, "{status} {code}: {err}");
+            assert!(
+                err.to_string().contains(message),
+                "the message is kept: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejections_keep_the_stores_code_and_message_verbatim() {
+        let err = answer(
+            400,
+            "MalformedXML",
+            "The XML you provided was not well-formed",
+        );
+        assert_eq!(
+            err,
+            S3Error::Rejected {
+                operation: Operation::PutBucketCors,
+                bucket: "b".into(),
+                code: "MalformedXML".into(),
+                message: "The XML you provided was not well-formed".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn timeouts_are_unavailable() {
+        let err: SdkError<PutBucketCorsError, Response> =
+            SdkError::timeout_error("operation timed out");
+        assert_eq!(
+            classify(Operation::PutBucketCors, "b", err).reason(),
+            crate::reason::Reason::Unavailable
+        );
+    }
+
     #[test]
     fn rules_survive_the_sdk_types_unchanged() {
         let rule = CorsRule::new(["https://a.example.com"], ["GET", "PUT"])
