@@ -345,10 +345,11 @@ set_dir() {
   LOGS=$DIR/logs
 }
 
-gen_pki() {
+# Subshell: the umask keeps keys and the token file private.
+gen_pki() (
+  umask 077
   mkdir -p "$PKI"
-  chmod 0700 "$PKI"
-  [[ -f $PKI/server.crt && -f $PKI/sa.key && -f $PKI/tokens.csv ]] && return 0
+  [[ -f $PKI/server.crt && -f $PKI/sa.key && -f $PKI/tokens.csv ]] && exit 0
   log "generating certificates and keys in $PKI"
   # rustls/webpki refuse a CA certificate as the server certificate, so use a
   # separate CA and a leaf with IP SANs.
@@ -381,7 +382,7 @@ EOF
   openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
   # token,user,uid,"groups"
   printf '%s,admin,admin,"system:masters"\n' "$(openssl rand -hex 32)" >"$PKI/tokens.csv"
-}
+)
 
 admin_token() { cut -d, -f1 "$PKI/tokens.csv"; }
 
