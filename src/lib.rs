@@ -2,7 +2,9 @@
 //! bucketcors: a Kubernetes operator that keeps the CORS configuration of S3 buckets equal to
 //! what `BucketCors` objects declare.
 
+pub mod admission;
 pub mod api;
+pub mod constraints;
 pub mod controller;
 pub mod cors;
 pub mod reason;
@@ -10,11 +12,9 @@ pub mod s3;
 pub mod status;
 pub mod telemetry;
 
-use kube::CustomResourceExt;
-
 /// The CRD as YAML, exactly as `crds/bucketcors.yaml` holds it.
 pub fn crd_yaml() -> String {
-    let crd = api::BucketCors::crd();
+    let crd = admission::crd();
     let yaml = serde_saphyr::to_string(&crd).expect("the CRD serializes");
     format!("---\n{yaml}")
 }

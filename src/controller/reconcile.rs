@@ -13,6 +13,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Context, MANAGER, target};
+use crate::admission;
 use crate::api::{BucketCors, DeletionPolicy, FINALIZER, ManagementPolicy};
 use crate::cors::{self, Plan};
 use crate::reason::Reason;
@@ -130,7 +131,7 @@ async fn apply<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Actio
 
 async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pass, Halt> {
     let spec = &obj.spec;
-    if let Err(errors) = cors::validate_rules(&spec.rules) {
+    if let Err(errors) = admission::validate(spec) {
         let message = errors
             .iter()
             .map(ToString::to_string)

@@ -5,8 +5,7 @@ mod diff;
 mod rule;
 mod validate;
 
+pub use crate::constraints::FieldError;
 pub use diff::{Plan, describe_drift, diff, normalise};
 pub use rule::{CorsRule, METHODS};
-pub use validate::{
-    FieldError, MAX_CONFIG_BYTES, MAX_ID_LEN, MAX_RULES, config_xml_len, validate_rules,
-};
+pub use validate::{MAX_CONFIG_BYTES, MAX_ID_LEN, MAX_RULES, config_xml_len, validate_rules};

@@ -1,8 +1,9 @@
 //! The constraints S3 puts on a CORS configuration, checked before anything reaches S3.
 
-use std::fmt;
-
 use super::rule::{CorsRule, METHODS};
+use crate::constraints::{
+    AT_MOST_ONE_WILDCARD, FieldError, MAX_LIST_ITEMS, MAX_VALUE_LEN, NO_WILDCARD, StringRule,
+};
 
 /// At most this many rules in one configuration.
 pub const MAX_RULES: usize = 100;
@@ -10,48 +11,6 @@ pub const MAX_RULES: usize = 100;
 pub const MAX_ID_LEN: usize = 255;
 /// At most this many bytes in the configuration's XML as sent to S3.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
-
-// Values longer than this are cut in messages so that an error stays readable in an Event.
-const SHOWN_VALUE_CHARS: usize = 80;
-
-/// One broken constraint: which field, which value, and what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// Path of the field in the object, e.g. `spec.rules[2].allowedOrigins[0]`.
-    pub field: String,
-    /// The offending value, when there is one to show.
-    pub value: Option<String>,
-    /// What S3 requires.
-    pub problem: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, value: Option<&str>, problem: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            value: value.map(shorten),
-            problem: problem.into(),
-        }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.value {
-            Some(value) => write!(f, "{}: {:?} {}", self.field, value, self.problem),
-            None => write!(f, "{}: {}", self.field, self.problem),
-        }
-    }
-}
-
-fn shorten(value: &str) -> String {
-    if value.chars().count() <= SHOWN_VALUE_CHARS {
-        value.to_owned()
-    } else {
-        let head: String = value.chars().take(SHOWN_VALUE_CHARS).collect();
-        format!("{head}… ({} characters)", value.chars().count())
-    }
-}
 
 /// Checks `rules` against every constraint S3 puts on a CORS configuration and returns all the
 /// broken ones, each naming the field (under `spec.rules`) and the value.
@@ -101,11 +60,12 @@ fn validate_rule(at: &str, rule: &CorsRule, errors: &mut Vec<FieldError>) {
             "is empty; S3 requires at least one origin",
         ));
     }
-    for (i, origin) in rule.allowed_origins.iter().enumerate() {
-        let field = format!("{at}.allowedOrigins[{i}]");
-        non_empty(&field, origin, errors);
-        at_most_one_wildcard(&field, origin, errors);
-    }
+    list(
+        &format!("{at}.allowedOrigins"),
+        &rule.allowed_origins,
+        &AT_MOST_ONE_WILDCARD,
+        errors,
+    );
 
     if rule.allowed_methods.is_empty() {
         errors.push(FieldError::new(
@@ -124,23 +84,18 @@ fn validate_rule(at: &str, rule: &CorsRule, errors: &mut Vec<FieldError>) {
         }
     }
 
-    for (i, header) in rule.allowed_headers.iter().enumerate() {
-        let field = format!("{at}.allowedHeaders[{i}]");
-        non_empty(&field, header, errors);
-        at_most_one_wildcard(&field, header, errors);
-    }
-
-    for (i, header) in rule.expose_headers.iter().enumerate() {
-        let field = format!("{at}.exposeHeaders[{i}]");
-        non_empty(&field, header, errors);
-        if header.contains('*') {
-            errors.push(FieldError::new(
-                field,
-                Some(header),
-                "contains '*'; S3 does not allow wildcards in expose headers",
-            ));
-        }
-    }
+    list(
+        &format!("{at}.allowedHeaders"),
+        &rule.allowed_headers,
+        &AT_MOST_ONE_WILDCARD,
+        errors,
+    );
+    list(
+        &format!("{at}.exposeHeaders"),
+        &rule.expose_headers,
+        &NO_WILDCARD,
+        errors,
+    );
 
     if let Some(max_age) = rule.max_age_seconds
         && max_age < 0
@@ -153,19 +108,31 @@ fn validate_rule(at: &str, rule: &CorsRule, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn non_empty(field: &str, value: &str, errors: &mut Vec<FieldError>) {
-    if value.is_empty() {
-        errors.push(FieldError::new(field, None, "is an empty string"));
-    }
-}
-
-fn at_most_one_wildcard(field: &str, value: &str, errors: &mut Vec<FieldError>) {
-    if value.matches('*').count() > 1 {
+// Origin and header lists: bounded, no empty strings, each value passing `rule`.
+fn list(field: &str, values: &[String], rule: &StringRule, errors: &mut Vec<FieldError>) {
+    if values.len() > MAX_LIST_ITEMS {
         errors.push(FieldError::new(
             field,
-            Some(value),
-            "has more than one '*'; S3 allows at most one wildcard",
+            None,
+            format!(
+                "has {} entries; at most {MAX_LIST_ITEMS} are allowed",
+                values.len()
+            ),
         ));
+    }
+    for (i, value) in values.iter().enumerate() {
+        let field = format!("{field}[{i}]");
+        if value.is_empty() {
+            errors.push(FieldError::new(field, None, "is an empty string"));
+        } else if value.chars().count() > MAX_VALUE_LEN {
+            errors.push(FieldError::new(
+                field,
+                Some(value),
+                format!("is longer than {MAX_VALUE_LEN} characters"),
+            ));
+        } else if !(rule.holds)(value) {
+            errors.push(FieldError::new(field, Some(value), rule.message));
+        }
     }
 }
 
@@ -269,7 +236,7 @@ mod tests {
         assert_eq!(
             messages,
             [
-                r#"spec.rules[1].allowedOrigins[0]: "https://*.*.example.com" has more than one '*'; S3 allows at most one wildcard"#,
+                r#"spec.rules[1].allowedOrigins[0]: "https://*.*.example.com" may contain at most one '*' wildcard"#,
                 r#"spec.rules[1].allowedMethods[0]: "PATCH" is not a method S3 accepts (GET, PUT, HEAD, POST, DELETE)"#,
             ]
         );
@@ -336,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_configuration_over_64_kb_is_refused() {
-        let big = rule().allowed_headers((0..700).map(|i| format!("x-header-number-{i:05}")));
+        let big = rule().allowed_headers((0..250).map(|i| format!("x-{}-{i:05}", "h".repeat(90))));
         assert!(config_xml_len(std::slice::from_ref(&big)) < MAX_CONFIG_BYTES);
         let rules = vec![big; 3];
         assert!(config_xml_len(&rules) > MAX_CONFIG_BYTES);

@@ -1,0 +1,77 @@
+//! What is refused before anything reaches S3: the CRD with its admission rules (the
+//! structural schema plus CEL from `constraints`), and the same checks run by the controller.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use serde_json::{Value, json};
+
+use crate::api::{BucketCors, BucketCorsSpec};
+use crate::constraints::{self, FieldError, StringRule};
+use crate::cors;
+
+/// Everything wrong with `spec`, each error naming the field and the value.
+pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
+    let mut errors = constraints::validate_target(
+        &spec.bucket,
+        spec.endpoint.as_deref(),
+        spec.region.as_deref(),
+    );
+    if let Err(rule_errors) = cors::validate_rules(&spec.rules) {
+        errors.extend(rule_errors);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// The CustomResourceDefinition, with the admission rules of `constraints` in its schema.
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = serde_json::to_value(BucketCors::crd()).expect("the CRD serializes");
+    let spec = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    add_rules(spec);
+    serde_json::from_value(crd).expect("the CRD deserializes")
+}
+
+fn add_rules(spec: &mut Value) {
+    spec["x-kubernetes-validations"] = json!([{
+        "rule": "has(self.endpoint) == has(oldSelf.endpoint)",
+        "message": "endpoint cannot be added or removed after creation; create a new BucketCors instead",
+    }]);
+    let fields = &mut spec["properties"];
+    fields["bucket"]["maxLength"] = json!(63);
+    fields["bucket"]["x-kubernetes-validations"] =
+        json!([immutable("bucket"), string_rule(&constraints::BUCKET_NAME),]);
+    fields["endpoint"]["maxLength"] = json!(constraints::MAX_ENDPOINT_LEN);
+    fields["endpoint"]["x-kubernetes-validations"] = json!([
+        immutable("endpoint"),
+        string_rule(&constraints::ENDPOINT_URL),
+    ]);
+    fields["region"]["maxLength"] = json!(64);
+    fields["region"]["x-kubernetes-validations"] = json!([string_rule(&constraints::REGION)]);
+
+    let rule = &mut fields["rules"]["items"]["properties"];
+    for (list, check) in [
+        ("allowedOrigins", &constraints::AT_MOST_ONE_WILDCARD),
+        ("allowedHeaders", &constraints::AT_MOST_ONE_WILDCARD),
+        ("exposeHeaders", &constraints::NO_WILDCARD),
+    ] {
+        rule[list]["maxItems"] = json!(constraints::MAX_LIST_ITEMS);
+        let items = &mut rule[list]["items"];
+        items["minLength"] = json!(1);
+        items["maxLength"] = json!(constraints::MAX_VALUE_LEN);
+        items["x-kubernetes-validations"] = json!([string_rule(check)]);
+    }
+}
+
+fn string_rule(rule: &StringRule) -> Value {
+    json!({ "rule": rule.cel, "message": rule.message })
+}
+
+fn immutable(field: &str) -> Value {
+    json!({
+        "rule": constraints::IMMUTABLE,
+        "message": format!("{field} is immutable; create a new BucketCors for another {field}"),
+    })
+}

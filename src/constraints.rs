@@ -1,0 +1,284 @@
+//! Every constraint on a single string of the spec, defined once: the CEL rule the API server
+//! enforces at admission, the message users see, and the same check in Rust for the controller
+//! (defence in depth, and clusters without CEL). A property test evaluates both on the same
+//! inputs and proves they agree.
+
+use std::fmt;
+
+// Values longer than this are cut in messages so that an error stays readable in an Event.
+const SHOWN_VALUE_CHARS: usize = 80;
+
+/// One broken constraint: which field, which value, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field in the object, e.g. `spec.rules[2].allowedOrigins[0]`.
+    pub field: String,
+    /// The offending value, when there is one to show.
+    pub value: Option<String>,
+    /// What S3 requires.
+    pub problem: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, value: Option<&str>, problem: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            value: value.map(shorten),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}: {:?} {}", self.field, value, self.problem),
+            None => write!(f, "{}: {}", self.field, self.problem),
+        }
+    }
+}
+
+fn shorten(value: &str) -> String {
+    if value.chars().count() <= SHOWN_VALUE_CHARS {
+        value.to_owned()
+    } else {
+        let head: String = value.chars().take(SHOWN_VALUE_CHARS).collect();
+        format!("{head}… ({} characters)", value.chars().count())
+    }
+}
+
+/// A constraint on one string field.
+pub struct StringRule {
+    /// CEL expression over `self` (the string), as it appears in the CRD.
+    pub cel: &'static str,
+    /// What the user is told when the rule fails; says what is allowed.
+    pub message: &'static str,
+    /// The same check in Rust.
+    pub holds: fn(&str) -> bool,
+}
+
+/// Origins and allowed headers: S3 allows at most one `*` in each.
+pub const AT_MOST_ONE_WILDCARD: StringRule = StringRule {
+    cel: "!self.matches('[*].*[*]')",
+    message: "may contain at most one '*' wildcard",
+    holds: |s| s.matches('*').count() <= 1,
+};
+
+/// Expose headers: S3 allows no wildcard.
+pub const NO_WILDCARD: StringRule = StringRule {
+    cel: "!self.contains('*')",
+    message: "may not contain '*': S3 allows no wildcard in expose headers",
+    holds: |s| !s.contains('*'),
+};
+
+/// Bucket names (and access-point aliases, which follow the same rules): 3 to 63 characters,
+/// lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit.
+pub const BUCKET_NAME: StringRule = StringRule {
+    cel: "self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')",
+    message: "must be an S3 bucket name or access-point alias: 3 to 63 characters of lower-case letters, digits, '.' and '-', starting and ending with a letter or digit",
+    holds: |s| {
+        let bytes = s.as_bytes();
+        (3..=63).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
+            && bytes[0].is_ascii_alphanumeric()
+            && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+    },
+};
+
+/// Endpoints: an http or https URL with a host (name, IPv4 or bracketed IPv6), an optional
+/// port and path, and no query, fragment, user info or white space.
+pub const ENDPOINT_URL: StringRule = StringRule {
+    cel: r"self.matches('^https?://([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?(/[^?#\\s]*)?$')",
+    message: "must be an http:// or https:// URL with a host and optional port and path, e.g. https://s3.nl-ams.scw.cloud",
+    holds: endpoint_holds,
+};
+
+/// Regions: a plausible region name such as `eu-west-1`, `nl-ams` or `auto`.
+pub const REGION: StringRule = StringRule {
+    cel: "self.matches('^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$')",
+    message: "must be a region name such as eu-west-1 or nl-ams: letters, digits, '-' and '_', at most 64 characters",
+    holds: |s| {
+        let bytes = s.as_bytes();
+        (1..=64).contains(&bytes.len())
+            && bytes[0].is_ascii_alphanumeric()
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    },
+};
+
+/// Checks the bucket, endpoint and region of a spec (the rules are `cors::validate_rules`').
+pub fn validate_target(
+    bucket: &str,
+    endpoint: Option<&str>,
+    region: Option<&str>,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if !(BUCKET_NAME.holds)(bucket) {
+        errors.push(FieldError::new(
+            "spec.bucket",
+            Some(bucket),
+            BUCKET_NAME.message,
+        ));
+    }
+    if let Some(endpoint) = endpoint {
+        if endpoint.len() > MAX_ENDPOINT_LEN {
+            errors.push(FieldError::new(
+                "spec.endpoint",
+                Some(endpoint),
+                format!("is longer than {MAX_ENDPOINT_LEN} characters"),
+            ));
+        } else if !(ENDPOINT_URL.holds)(endpoint) {
+            errors.push(FieldError::new(
+                "spec.endpoint",
+                Some(endpoint),
+                ENDPOINT_URL.message,
+            ));
+        }
+    }
+    if let Some(region) = region
+        && !(REGION.holds)(region)
+    {
+        errors.push(FieldError::new("spec.region", Some(region), REGION.message));
+    }
+    errors
+}
+
+/// Immutability, as a CEL transition rule.
+pub const IMMUTABLE: &str = "self == oldSelf";
+
+// Bounds the API server needs to estimate the cost of the CEL rules above; generous for
+// real configurations, which S3 caps at 64 KB in all.
+/// Most entries in one rule's origin or header list.
+pub const MAX_LIST_ITEMS: usize = 256;
+/// Longest origin or header name.
+pub const MAX_VALUE_LEN: usize = 512;
+/// Longest endpoint URL.
+pub const MAX_ENDPOINT_LEN: usize = 2048;
+
+fn endpoint_holds(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    if path
+        .chars()
+        .any(|c| c == '?' || c == '#' || c.is_whitespace())
+    {
+        return false;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((inside, after)) = v6.split_once(']') else {
+            return false;
+        };
+        if inside.is_empty()
+            || !inside
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
+            return false;
+        }
+        match after.strip_prefix(':') {
+            Some(port) => ("v6", Some(port)),
+            None if after.is_empty() => ("v6", None),
+            None => return false,
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let host_ok = host == "v6" && authority.starts_with('[')
+        || !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && host.as_bytes()[0].is_ascii_alphanumeric()
+            && host.as_bytes()[host.len() - 1].is_ascii_alphanumeric();
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        for ok in [
+            "abc",
+            "my-bucket.example",
+            "web-assets",
+            "a1b",
+            "my-ap-abcdefghijklmnop-s3alias",
+        ] {
+            assert!((BUCKET_NAME.holds)(ok), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "My-Bucket",
+            "-bucket",
+            "bucket-",
+            "bucket_name",
+            "b c d",
+            &"a".repeat(64),
+            "",
+            "bücket",
+        ] {
+            assert!(!(BUCKET_NAME.holds)(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoints() {
+        for ok in [
+            "https://s3.nl-ams.scw.cloud",
+            "http://127.0.0.1:9000",
+            "http://localhost:9000/",
+            "https://[::1]:8443/s3",
+            "https://minio",
+        ] {
+            assert!((ENDPOINT_URL.holds)(ok), "{ok}");
+        }
+        for bad in [
+            "s3.amazonaws.com",
+            "ftp://host",
+            "https://",
+            "https://host:port",
+            "https://host:123456",
+            "https://host/?x=1",
+            "https://user@host",
+            "https://-host",
+            "https://host name",
+            "https://[::1",
+            "https://[]",
+        ] {
+            assert!(!(ENDPOINT_URL.holds)(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn regions() {
+        for ok in ["us-east-1", "nl-ams", "auto", "default", "EU"] {
+            assert!((REGION.holds)(ok), "{ok}");
+        }
+        for bad in ["", "-x", "eu west", "eu.west", &"r".repeat(65)] {
+            assert!(!(REGION.holds)(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!((AT_MOST_ONE_WILDCARD.holds)("https://*.example.com"));
+        assert!(!(AT_MOST_ONE_WILDCARD.holds)("https://*.*.example.com"));
+        assert!((NO_WILDCARD.holds)("ETag"));
+        assert!(!(NO_WILDCARD.holds)("x-amz-*"));
+    }
+}
