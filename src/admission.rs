@@ -16,6 +16,15 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
         spec.endpoint.as_deref(),
         spec.region.as_deref(),
     );
+    if let Some(secret) = &spec.credentials_secret_ref
+        && secret.name.is_empty()
+    {
+        errors.push(FieldError::new(
+            "spec.credentialsSecretRef.name",
+            None,
+            "is an empty string",
+        ));
+    }
     if let Err(rule_errors) = cors::validate_rules(&spec.rules) {
         errors.extend(rule_errors);
     }
@@ -40,6 +49,13 @@ fn add_rules(spec: &mut Value) {
         "message": "endpoint cannot be added or removed after creation; create a new BucketCors instead",
     }]);
     let fields = &mut spec["properties"];
+    // Published without `nullable`, so that kubectl can see (and refuse) unknown fields in it,
+    // such as a `namespace`: a Secret in another namespace can never be named.
+    fields["credentialsSecretRef"]
+        .as_object_mut()
+        .expect("credentialsSecretRef is in the schema")
+        .remove("nullable");
+    fields["bucket"]["minLength"] = json!(3);
     fields["bucket"]["maxLength"] = json!(63);
     fields["bucket"]["x-kubernetes-validations"] =
         json!([immutable("bucket"), string_rule(&constraints::BUCKET_NAME),]);
@@ -51,6 +67,10 @@ fn add_rules(spec: &mut Value) {
     fields["region"]["maxLength"] = json!(64);
     fields["region"]["x-kubernetes-validations"] = json!([string_rule(&constraints::REGION)]);
 
+    fields["rules"]["x-kubernetes-validations"] = json!([{
+        "rule": cors::UNIQUE_IDS_CEL,
+        "message": "rule ids must be unique",
+    }]);
     let rule = &mut fields["rules"]["items"]["properties"];
     for (list, check) in [
         ("allowedOrigins", &constraints::AT_MOST_ONE_WILDCARD),

@@ -166,6 +166,33 @@ fn cel_errors_name_the_field_and_say_what_is_allowed() {
 }
 
 #[test]
+fn rule_ids_must_be_unique_in_cel_and_in_the_controller() {
+    let mut spec = good_spec();
+    let rule = spec["rules"][0].clone();
+    let mut second = rule.clone();
+    second["id"] = json!("same");
+    let mut third = rule.clone();
+    third["id"] = json!("same");
+    spec["rules"] = json!([rule, second, third]);
+    let errors = Validator::new()
+        .validate(&crd_schema(), &object(spec.clone()), None)
+        .unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("rule ids must be unique")),
+        "{errors:?}"
+    );
+    let obj: BucketCors = serde_json::from_value(object(spec)).unwrap();
+    let fields: Vec<String> = admission::validate(&obj.spec)
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(fields, ["spec.rules[2].id"]);
+}
+
+#[test]
 fn bucket_and_endpoint_cannot_change_after_creation() {
     let schema = crd_schema();
     let old = object(good_spec());
@@ -233,7 +260,7 @@ fn rules_in(node: &Value, found: &mut Vec<(String, Value)>) {
 fn every_cel_rule_compiles_and_is_within_the_cost_budget() {
     let mut found = Vec::new();
     rules_in(&crd_schema(), &mut found);
-    assert_eq!(found.len(), 9, "the CRD has 9 CEL rules");
+    assert_eq!(found.len(), 10, "the CRD has 10 CEL rules");
     for (rule, node) in found {
         let compiled = compile_schema(&node);
         assert!(

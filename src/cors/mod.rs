@@ -8,4 +8,7 @@ mod validate;
 pub use crate::constraints::FieldError;
 pub use diff::{Plan, describe_drift, diff, normalise};
 pub use rule::{CorsRule, METHODS};
-pub use validate::{MAX_CONFIG_BYTES, MAX_ID_LEN, MAX_RULES, config_xml_len, validate_rules};
+pub use validate::{
+    DUPLICATE_ID_MESSAGE, MAX_CONFIG_BYTES, MAX_ID_LEN, MAX_RULES, UNIQUE_IDS_CEL, config_xml_len,
+    validate_rules,
+};

@@ -37,7 +37,7 @@ pub struct CorsRule {
     /// How long, in seconds, a browser may cache the preflight response. Absent means S3 sends
     /// no `Access-Control-Max-Age`, which is not the same as 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub max_age_seconds: Option<i32>,
 }
 

@@ -12,6 +12,11 @@ pub const MAX_ID_LEN: usize = 255;
 /// At most this many bytes in the configuration's XML as sent to S3.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
+/// Said of a rule whose id an earlier rule already has.
+pub const DUPLICATE_ID_MESSAGE: &str = "is the id of an earlier rule; rule ids must be unique";
+/// The same constraint in CEL, on the list of rules.
+pub const UNIQUE_IDS_CEL: &str = "self.all(r, !has(r.id) || r.id == '' || self.filter(x, has(x.id) && x.id == r.id).size() == 1)";
+
 /// Checks `rules` against every constraint S3 puts on a CORS configuration and returns all the
 /// broken ones, each naming the field (under `spec.rules`) and the value.
 pub fn validate_rules(rules: &[CorsRule]) -> Result<(), Vec<FieldError>> {
@@ -25,6 +30,16 @@ pub fn validate_rules(rules: &[CorsRule]) -> Result<(), Vec<FieldError>> {
     }
     for (index, rule) in rules.iter().enumerate() {
         validate_rule(&format!("spec.rules[{index}]"), rule, &mut errors);
+        // Ids name rules in messages and drift reports, so two rules may not share one.
+        if let Some(id) = rule.id.as_deref().filter(|id| !id.is_empty())
+            && rules[..index].iter().any(|r| r.id.as_deref() == Some(id))
+        {
+            errors.push(FieldError::new(
+                format!("spec.rules[{index}].id"),
+                Some(id),
+                DUPLICATE_ID_MESSAGE,
+            ));
+        }
     }
     let size = config_xml_len(rules);
     if size > MAX_CONFIG_BYTES {
@@ -289,6 +304,19 @@ mod tests {
         for (rule, field) in cases {
             assert_eq!(fields(std::slice::from_ref(&rule)), [field], "{rule:?}");
         }
+    }
+
+    #[test]
+    fn rule_ids_are_unique_but_may_be_left_out() {
+        let rules = [
+            rule().id("a"),
+            rule(),
+            rule().id(""),
+            rule().id("b"),
+            rule(),
+            rule().id("a"),
+        ];
+        assert_eq!(fields(&rules), ["spec.rules[5].id"]);
     }
 
     #[test]

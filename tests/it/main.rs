@@ -1,5 +1,6 @@
 //! Integration tests against real servers: one binary, so that servers start once per run.
 
 mod adapter;
+mod corpus;
 mod e2e;
 mod support;
