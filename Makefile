@@ -31,8 +31,9 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-crd: ## Regenerate crds/bucketcors.yaml from the code
+crd: ## Regenerate crds/bucketcors.yaml (and the chart's copy) from the code
 	$(CARGO) run --quiet --locked -- crd > crds/bucketcors.yaml
+	cp crds/bucketcors.yaml charts/bucketcors/files/crd.yaml
 
 clean: ## Remove build output
 	$(CARGO) clean

