@@ -65,9 +65,16 @@ pub struct BucketCorsSpec {
     pub expected_bucket_owner: Option<String>,
 
     /// What happens to the bucket's CORS configuration when this object is deleted: `Delete`
-    /// removes it, `Retain` leaves it as it is.
+    /// removes it, `Retain` leaves it as it is, `Restore` puts back the configuration the bucket
+    /// had before the operator first wrote to it (see `status.previousConfiguration`).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// How PutBucketCors proves its body is intact: `CRC32` (the AWS SDK's default
+    /// `x-amz-checksum-crc32`) or `ContentMD5` (the legacy `Content-MD5` header, for
+    /// S3-compatible stores that refuse the former). Default: the operator's `--put-checksum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put_checksum: Option<PutChecksum>,
 
     /// `Full` makes the bucket match and puts it back when changed by other means.
     /// `ObserveOnly` never writes; it reports differences as Ready=False, reason Drifted.
@@ -96,6 +103,20 @@ pub enum DeletionPolicy {
     Delete,
     /// Leave the bucket's CORS configuration as it is.
     Retain,
+    /// Put back the configuration recorded in `status.previousConfiguration` (remove the
+    /// configuration when the bucket had none; do nothing when the operator never wrote).
+    Restore,
+}
+
+/// The integrity check sent with PutBucketCors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PutChecksum {
+    /// `x-amz-checksum-crc32`, the AWS SDK's default.
+    #[serde(rename = "CRC32")]
+    Crc32,
+    /// `Content-MD5` only, for stores that refuse the flexible checksum headers.
+    #[serde(rename = "ContentMD5")]
+    ContentMd5,
 }
 
 /// Whether the operator writes to the bucket.
@@ -125,10 +146,25 @@ pub struct BucketCorsStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_count: Option<i32>,
 
+    /// The bucket's CORS configuration as it was just before the operator first wrote to it
+    /// (empty rules: it had none). Used by `deletionPolicy: Restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_configuration: Option<PreviousConfiguration>,
+
     /// Current state. `Ready` is True when the bucket matches the spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// A bucket's CORS configuration recorded before the operator replaced it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousConfiguration {
+    /// The rules the bucket held, in order; empty when it had no configuration.
+    pub rules: Vec<CorsRule>,
+    /// When they were recorded (RFC 3339).
+    pub recorded_at: String,
 }
 
 /// A standard Kubernetes condition.

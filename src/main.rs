@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bucketcors::controller::{self, Context, Settings};
-use bucketcors::s3::SdkStore;
+use bucketcors::s3::{Checksum, SdkStore};
 use bucketcors::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
 
@@ -46,6 +46,15 @@ struct RunArgs {
     /// S3 endpoint URL for objects that name none (AWS S3 when absent).
     #[arg(long, env = "BUCKETCORS_DEFAULT_ENDPOINT")]
     default_endpoint: Option<String>,
+    /// Integrity check for PutBucketCors when an object does not choose one: `crc32` (the AWS
+    /// SDK's default) or `content-md5` (for stores that refuse x-amz-checksum-* headers).
+    #[arg(
+        long,
+        env = "BUCKETCORS_PUT_CHECKSUM",
+        value_enum,
+        default_value = "crc32"
+    )]
+    put_checksum: PutChecksumArg,
     /// Log line format.
     #[arg(
         long,
@@ -54,6 +63,12 @@ struct RunArgs {
         default_value = "text"
     )]
     log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PutChecksumArg {
+    Crc32,
+    ContentMd5,
 }
 
 #[tokio::main]
@@ -78,6 +93,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync_interval: args.resync_interval,
         concurrency: args.concurrency,
         default_endpoint: args.default_endpoint,
+        put_checksum: match args.put_checksum {
+            PutChecksumArg::Crc32 => Checksum::Crc32,
+            PutChecksumArg::ContentMd5 => Checksum::ContentMd5,
+        },
     };
     tracing::info!(?settings, "starting controller");
     let ctx = Arc::new(Context::new(client, store, settings));

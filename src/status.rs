@@ -76,6 +76,7 @@ pub fn next_status(
         observed_generation: generation,
         last_sync_time: previous.and_then(|s| s.last_sync_time.clone()),
         rule_count,
+        previous_configuration: previous.and_then(|s| s.previous_configuration.clone()),
         conditions,
     };
     let wrote = outcome.reason == Reason::Applied;

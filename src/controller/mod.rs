@@ -6,22 +6,23 @@ mod target;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::predicates;
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, watcher};
 use kube::{Api, Client};
 use rand::Rng;
 
 pub use reconcile::Error;
 
-use crate::api::BucketCors;
-use crate::s3::CorsStore;
+use crate::admission;
+use crate::api::{BucketCors, ManagementPolicy};
+use crate::s3::{Checksum, CorsStore};
 
 /// Name under which the operator writes status and Events.
 pub const MANAGER: &str = "bucketcors";
@@ -40,6 +41,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Endpoint for objects that name none; AWS S3 when absent.
     pub default_endpoint: Option<String>,
+    /// Integrity check for PutBucketCors when an object does not choose one.
+    pub put_checksum: Checksum,
 }
 
 impl Default for Settings {
@@ -49,6 +52,7 @@ impl Default for Settings {
             resync_interval: Duration::from_secs(300),
             concurrency: 16,
             default_endpoint: None,
+            put_checksum: Checksum::Crc32,
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct Context<S> {
     pub recorder: Recorder,
     pub settings: Settings,
     failures: Mutex<HashMap<ObjectRef<BucketCors>, u32>>,
+    // The caches of every watched namespace, for telling who owns a bucket.
+    stores: RwLock<Vec<Store<BucketCors>>>,
 }
 
 impl<S: CorsStore> Context<S> {
@@ -74,7 +80,40 @@ impl<S: CorsStore> Context<S> {
             store,
             settings,
             failures: Mutex::new(HashMap::new()),
+            stores: RwLock::new(Vec::new()),
         }
+    }
+
+    /// The object that owns the bucket `obj` names, when it is another one. Among the
+    /// objects that would write to the same endpoint and bucket (valid, `Full`), the one
+    /// created first owns it. Creation times have one-second resolution, so on a tie the one
+    /// that already holds the bucket (its status says it wrote or was Ready) keeps it, and
+    /// then the lesser namespace/name wins: the answer is the same after a restart.
+    pub async fn owner_other_than(&self, obj: &BucketCors) -> Option<ObjectRef<BucketCors>> {
+        let stores: Vec<Store<BucketCors>> = self.stores.read().expect("poisoned").clone();
+        // Until every cache holds its initial list, an older object may not be in it yet.
+        for store in &stores {
+            let _ = store.wait_until_ready().await;
+        }
+        let key = target::bucket_of(obj, self).key();
+        let owner = stores
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|o| o.spec.bucket == obj.spec.bucket && writes(o))
+            .filter(|o| target::bucket_of(o, self).key() == key)
+            .min_by(|a, b| {
+                let rank = |o: &BucketCors| {
+                    (
+                        o.metadata.creation_timestamp.clone(),
+                        !holds_bucket(o),
+                        o.metadata.namespace.clone(),
+                        o.metadata.name.clone(),
+                    )
+                };
+                rank(a).cmp(&rank(b))
+            })?;
+        let owner = ObjectRef::from(owner.as_ref());
+        (owner != ObjectRef::from(obj)).then_some(owner)
     }
 
     /// When to look at the object again after a pass that ended well (or failed for good).
@@ -102,6 +141,20 @@ impl<S: CorsStore> Context<S> {
     }
 }
 
+/// Whether `obj` has already taken its bucket: it recorded what was there before writing, or
+/// it was Ready (a loser never is).
+fn holds_bucket(obj: &BucketCors) -> bool {
+    obj.status
+        .as_ref()
+        .is_some_and(|s| s.previous_configuration.is_some())
+        || obj.ready_condition().is_some_and(|c| c.status == "True")
+}
+
+/// Whether `obj` would write to its bucket (so that it competes for ownership).
+fn writes(obj: &BucketCors) -> bool {
+    obj.spec.management_policy == ManagementPolicy::Full && admission::validate(&obj.spec).is_ok()
+}
+
 /// Runs the controller until `shutdown` completes, then lets in-flight reconciles finish.
 pub async fn run<S: CorsStore>(
     ctx: Arc<Context<S>>,
@@ -119,6 +172,7 @@ pub async fn run<S: CorsStore>(
     };
     let controllers = apis.into_iter().map(|api| {
         let (reader, writer) = reflector::store();
+        ctx.stores.write().expect("poisoned").push(reader.clone());
         // Status writes do not change the generation, so they do not wake the controller;
         // the finalizer is watched too because the helper waits for its own patch to land.
         let changes = watcher(api.clone(), watcher::Config::default().any_semantic())

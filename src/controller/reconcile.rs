@@ -14,10 +14,13 @@ use serde_json::json;
 
 use super::{Context, MANAGER, target};
 use crate::admission;
-use crate::api::{BucketCors, DeletionPolicy, FINALIZER, ManagementPolicy};
+use crate::api::{
+    BucketCors, BucketCorsStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
+    PreviousConfiguration,
+};
 use crate::cors::{self, Plan};
 use crate::reason::Reason;
-use crate::s3::{CorsStore, S3Error};
+use crate::s3::{BucketTarget, CorsStore, S3Error};
 use crate::status::{self, Outcome};
 
 /// Failures of the Kubernetes side of a pass; the S3 side ends in the status instead.
@@ -64,6 +67,8 @@ struct Pass {
     outcome: Outcome,
     plan: Option<Plan>,
     wrote: Option<Write>,
+    /// The bucket's configuration from before the first write, when this pass recorded it.
+    recorded: Option<PreviousConfiguration>,
 }
 
 impl Pass {
@@ -72,6 +77,7 @@ impl Pass {
             outcome,
             plan: None,
             wrote: None,
+            recorded: None,
         }
     }
 }
@@ -139,9 +145,21 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
             .join("; ");
         return Err(Halt::Outcome(Outcome::new(Reason::InvalidSpec, message)));
     }
+    if spec.management_policy == ManagementPolicy::Full
+        && let Some(owner) = ctx.owner_other_than(obj).await
+    {
+        return Err(Halt::Outcome(Outcome::new(
+            Reason::Conflict,
+            conflict_message(obj, ctx, &owner),
+        )));
+    }
     let target = target::resolve(obj, ctx).await?;
     let observed = ctx.store.get_cors(&target).await?;
     let plan = cors::diff(&spec.rules, &observed);
+    let mut recorded = None;
+    if plan.writes() && spec.management_policy == ManagementPolicy::Full {
+        recorded = record_previous(obj, ctx, &observed).await?;
+    }
     let (outcome, wrote) = match (&plan, spec.management_policy) {
         (Plan::NoChange, _) => (
             Outcome::new(
@@ -186,34 +204,116 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
         outcome,
         plan: Some(plan),
         wrote,
+        recorded,
+    })
+}
+
+fn conflict_message<S>(
+    obj: &BucketCors,
+    ctx: &Context<S>,
+    owner: &ObjectRef<BucketCors>,
+) -> String {
+    format!(
+        "bucket {} is managed by BucketCors {}/{}, created first; this object writes nothing while that one exists",
+        target::bucket_of(obj, ctx).key(),
+        owner.namespace.as_deref().unwrap_or_default(),
+        owner.name
+    )
+}
+
+/// Before the first write from this object, keeps what the bucket held in the status (so that
+/// it survives a restart and `deletionPolicy: Restore` can put it back) and says so.
+async fn record_previous<S: CorsStore>(
+    obj: &BucketCors,
+    ctx: &Context<S>,
+    observed: &[cors::CorsRule],
+) -> Result<Option<PreviousConfiguration>, Halt> {
+    if obj
+        .status
+        .as_ref()
+        .is_some_and(|s| s.previous_configuration.is_some())
+    {
+        return Ok(None);
+    }
+    let previous = PreviousConfiguration {
+        rules: observed.to_vec(),
+        recorded_at: now(),
+    };
+    let mut status = obj.status.clone().unwrap_or_default();
+    status.previous_configuration = Some(previous.clone());
+    patch_status(obj, ctx, &status).await.map_err(Halt::Api)?;
+    if !observed.is_empty() {
+        let note = format!(
+            "the bucket had {} rule(s) this object did not write; they are kept in status.previousConfiguration",
+            observed.len()
+        );
+        publish(obj, ctx, EventType::Normal, "Adopted", &note).await;
+    }
+    Ok(Some(previous))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn patch_status<S>(
+    obj: &BucketCors,
+    ctx: &Context<S>,
+    status: &BucketCorsStatus,
+) -> Result<(), Error> {
+    let api: Api<BucketCors> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": BucketCors::api_version(&()),
+        "kind": BucketCors::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(drop)
+    .map_err(|source| Error::PatchStatus {
+        object: ObjectRef::from(obj).to_string(),
+        source,
     })
 }
 
 async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Action, Error> {
-    if obj.spec.deletion_policy == DeletionPolicy::Retain
-        || obj.spec.management_policy == ManagementPolicy::ObserveOnly
+    let spec = &obj.spec;
+    if spec.deletion_policy == DeletionPolicy::Retain
+        || spec.management_policy == ManagementPolicy::ObserveOnly
+        || ctx.owner_other_than(obj).await.is_some()
     {
         return Ok(Action::await_change());
     }
-    let deleted = match target::resolve(obj, ctx).await {
-        Ok(target) => match ctx.store.delete_cors(&target).await {
-            // Nothing left to clean when the bucket itself is gone.
-            Ok(()) | Err(S3Error::BucketNotFound { .. }) => Ok(()),
-            Err(err) => Err(Outcome::new(err.reason(), err.to_string())),
-        },
+    let previous = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.previous_configuration.as_ref());
+    let restore = match (spec.deletion_policy, previous) {
+        // Never wrote, so there is nothing to restore.
+        (DeletionPolicy::Restore, None) => return Ok(Action::await_change()),
+        (DeletionPolicy::Restore, Some(previous)) if !previous.rules.is_empty() => {
+            Some(&previous.rules)
+        }
+        _ => None,
+    };
+    let done = match target::resolve(obj, ctx).await {
+        Ok(target) => undo(ctx, &target, restore).await,
         Err(Halt::Outcome(outcome)) => Err(outcome),
         Err(Halt::Api(err)) => return Err(err),
     };
-    match deleted {
-        Ok(()) => {
-            publish(
-                obj,
-                ctx,
-                EventType::Normal,
-                "Deleted",
-                "removed the bucket's CORS configuration",
-            )
-            .await;
+    match done {
+        Ok(note) => {
+            let reason = if restore.is_some() {
+                "Restored"
+            } else {
+                "Deleted"
+            };
+            publish(obj, ctx, EventType::Normal, reason, &note).await;
             Ok(Action::await_change())
         }
         Err(outcome) => {
@@ -227,34 +327,50 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
     }
 }
 
+/// Puts `restore` back on the bucket, or removes its configuration when there is none to put.
+async fn undo<S: CorsStore>(
+    ctx: &Context<S>,
+    target: &BucketTarget,
+    restore: Option<&Vec<cors::CorsRule>>,
+) -> Result<String, Outcome> {
+    let result = match restore {
+        Some(rules) => ctx
+            .store
+            .put_cors(target, rules)
+            .await
+            .map(|()| format!("put back the {} rule(s) the bucket had before", rules.len())),
+        None => ctx
+            .store
+            .delete_cors(target)
+            .await
+            .map(|()| "removed the bucket's CORS configuration".to_owned()),
+    };
+    match result {
+        // Nothing left to clean when the bucket itself is gone.
+        Err(S3Error::BucketNotFound { .. }) => Ok("the bucket no longer exists".to_owned()),
+        other => other.map_err(|err| Outcome::new(err.reason(), err.to_string())),
+    }
+}
+
 /// Writes the status when it changed and publishes the Events a pass deserves.
 async fn report<S: CorsStore>(
     obj: &BucketCors,
     ctx: &Context<S>,
     pass: &Pass,
 ) -> Result<(), Error> {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let previous = obj.status.as_ref();
-    let next = status::next_status(previous, &pass.outcome, obj.metadata.generation, &now);
-    let changed = previous != Some(&next);
+    let mut previous = obj.status.clone();
+    if let Some(recorded) = &pass.recorded {
+        previous.get_or_insert_default().previous_configuration = Some(recorded.clone());
+    }
+    let next = status::next_status(
+        previous.as_ref(),
+        &pass.outcome,
+        obj.metadata.generation,
+        &now(),
+    );
+    let changed = obj.status.as_ref() != Some(&next);
     if changed {
-        let api: Api<BucketCors> =
-            Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-        let patch = json!({
-            "apiVersion": BucketCors::api_version(&()),
-            "kind": BucketCors::kind(&()),
-            "status": next,
-        });
-        api.patch_status(
-            &obj.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::PatchStatus {
-            object: ObjectRef::from(obj).to_string(),
-            source,
-        })?;
+        patch_status(obj, ctx, &next).await?;
     }
 
     let outcome = &pass.outcome;

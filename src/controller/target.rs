@@ -5,9 +5,9 @@ use kube::Api;
 
 use super::reconcile::{Error, Halt};
 use super::{Context, CorsStore};
-use crate::api::BucketCors;
+use crate::api::{BucketCors, PutChecksum};
 use crate::reason::Reason;
-use crate::s3::{BucketTarget, Credentials};
+use crate::s3::{BucketTarget, Checksum, Credentials};
 use crate::status::Outcome;
 
 pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
@@ -27,6 +27,11 @@ pub fn bucket_of<S>(obj: &BucketCors, ctx: &Context<S>) -> BucketTarget {
         force_path_style: spec.force_path_style.unwrap_or(false),
         expected_bucket_owner: spec.expected_bucket_owner.clone(),
         credentials: None,
+        checksum: match spec.put_checksum {
+            Some(PutChecksum::Crc32) => Checksum::Crc32,
+            Some(PutChecksum::ContentMd5) => Checksum::ContentMd5,
+            None => ctx.settings.put_checksum,
+        },
     }
 }
 

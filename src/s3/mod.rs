@@ -45,6 +45,18 @@ pub struct BucketTarget {
     pub expected_bucket_owner: Option<String>,
     /// The store's ambient credentials (the AWS default chain) when absent.
     pub credentials: Option<Credentials>,
+    /// The integrity check sent with PutBucketCors.
+    pub checksum: Checksum,
+}
+
+/// How a PutBucketCors body is protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Checksum {
+    /// The SDK's flexible checksum, `x-amz-checksum-crc32`.
+    #[default]
+    Crc32,
+    /// `Content-MD5` alone, for stores that refuse the flexible checksum headers.
+    ContentMd5,
 }
 
 impl BucketTarget {
@@ -56,6 +68,7 @@ impl BucketTarget {
             force_path_style: false,
             expected_bucket_owner: None,
             credentials: None,
+            checksum: Checksum::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use aws_sdk_s3::types::{CorsConfiguration, CorsRule as SdkCorsRule};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
-use super::{BucketTarget, CorsStore, Credentials, Operation, S3Error};
+use super::{BucketTarget, Checksum, CorsStore, Credentials, Operation, S3Error};
 use crate::cors::CorsRule;
 
 // Region used for custom endpoints when nothing else names one; S3-compatible stores
@@ -160,14 +160,17 @@ impl CorsStore for SdkStore {
                 code: "InvalidRequest".into(),
                 message: e.to_string(),
             })?;
-        self.client(target)
+        let put = self
+            .client(target)
             .put_bucket_cors()
             .bucket(&target.bucket)
             .set_expected_bucket_owner(target.expected_bucket_owner.clone())
-            .cors_configuration(configuration)
-            .send()
-            .await
-            .map(drop)
+            .cors_configuration(configuration);
+        let sent = match target.checksum {
+            Checksum::Crc32 => put.send().await,
+            Checksum::ContentMd5 => put.customize().mutate_request(use_content_md5).send().await,
+        };
+        sent.map(drop)
             .map_err(|err| classify(Operation::PutBucketCors, &target.bucket, err))
     }
 
@@ -180,6 +183,27 @@ impl CorsStore for SdkStore {
             .await
             .map(drop)
             .map_err(|err| classify(Operation::DeleteBucketCors, &target.bucket, err))
+    }
+}
+
+// The legacy integrity check: an MD5 of the body in Content-MD5, and none of the flexible
+// checksum headers that some S3-compatible stores refuse.
+fn use_content_md5(request: &mut aws_smithy_runtime_api::http::Request) {
+    use md5::{Digest, Md5};
+    let digest = request.body().bytes().map(Md5::digest);
+    let headers = request.headers_mut();
+    let flexible: Vec<String> = headers
+        .iter()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .filter(|name| {
+            name.starts_with("x-amz-checksum-") || name == "x-amz-sdk-checksum-algorithm"
+        })
+        .collect();
+    for name in flexible {
+        headers.remove(name);
+    }
+    if let Some(digest) = digest {
+        headers.insert("Content-MD5", aws_smithy_types::base64::encode(digest));
     }
 }
 

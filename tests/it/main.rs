@@ -3,4 +3,5 @@
 mod adapter;
 mod corpus;
 mod e2e;
+mod safety;
 mod support;

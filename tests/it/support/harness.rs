@@ -31,6 +31,7 @@ pub struct Harness {
     pub client: kube::Client,
     pub namespace: String,
     pub api: Api<BucketCors>,
+    settings: Settings,
     shutdown: Option<oneshot::Sender<()>>,
     controller: Option<JoinHandle<()>>,
 }
@@ -42,6 +43,14 @@ impl Harness {
     }
 
     pub async fn start_with(s3_endpoint: &str) -> Harness {
+        Harness::start_configured(s3_endpoint, |_| {}).await
+    }
+
+    /// Like `start_with`, with the controller's settings adjusted by `configure`.
+    pub async fn start_configured(
+        s3_endpoint: &str,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Harness {
         let cluster = Cluster::shared();
         let client = cluster.client().await;
         let namespace = unique_name("t");
@@ -58,26 +67,45 @@ impl Harness {
             .await
             .unwrap();
 
-        let settings = Settings {
+        let mut settings = Settings {
             namespaces: vec![namespace.clone()],
             resync_interval: RESYNC,
             concurrency: 4,
-            default_endpoint: None,
+            ..Settings::default()
         };
-        let ctx = std::sync::Arc::new(Context::new(client.clone(), ambient_store(), settings));
-        let (tx, rx) = oneshot::channel();
-        let controller = tokio::spawn(controller::run(ctx, async {
-            let _ = rx.await;
-        }));
-        Harness {
+        configure(&mut settings);
+        let mut harness = Harness {
             cluster,
             s3_endpoint: s3_endpoint.to_owned(),
             api: Api::namespaced(client.clone(), &namespace),
             client,
             namespace,
-            shutdown: Some(tx),
-            controller: Some(controller),
-        }
+            settings,
+            shutdown: None,
+            controller: None,
+        };
+        harness.start_controller();
+        harness
+    }
+
+    fn start_controller(&mut self) {
+        let ctx = std::sync::Arc::new(Context::new(
+            self.client.clone(),
+            ambient_store(),
+            self.settings.clone(),
+        ));
+        let (tx, rx) = oneshot::channel();
+        self.controller = Some(tokio::spawn(controller::run(ctx, async {
+            let _ = rx.await;
+        })));
+        self.shutdown = Some(tx);
+    }
+
+    /// Stops the controller and starts a fresh one, as an operator restart would: nothing
+    /// carries over but what is in the API server and the bucket.
+    pub async fn restart_controller(&mut self) {
+        self.stop_controller().await;
+        self.start_controller();
     }
 
     /// Stops the controller and waits for it to finish.
@@ -104,6 +132,7 @@ impl Harness {
             expected_bucket_owner: None,
             deletion_policy: DeletionPolicy::Delete,
             management_policy: ManagementPolicy::Full,
+            put_checksum: None,
             rules,
         }
     }

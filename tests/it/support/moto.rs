@@ -21,6 +21,8 @@ pub struct Request {
     pub method: String,
     pub url: String,
     pub headers: serde_json::Map<String, serde_json::Value>,
+    body: Option<String>,
+    body_encoded: bool,
 }
 
 impl Request {
@@ -35,6 +37,17 @@ impl Request {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         path.trim_end_matches('/') == bucket
             && query.split('&').any(|q| q == "cors" || q == "cors=")
+    }
+
+    /// The request body as sent.
+    pub fn body(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let body = self.body.as_deref()?;
+        if self.body_encoded {
+            base64::engine::general_purpose::STANDARD.decode(body).ok()
+        } else {
+            Some(body.as_bytes().to_vec())
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -108,6 +121,8 @@ impl Moto {
                 method: entry["method"].as_str().unwrap_or_default().to_owned(),
                 url: entry["url"].as_str().unwrap_or_default().to_owned(),
                 headers: entry["headers"].as_object().cloned().unwrap_or_default(),
+                body: entry["body"].as_str().map(str::to_owned),
+                body_encoded: entry["body_encoded"].as_bool().unwrap_or(false),
             })
             .collect()
     }
