@@ -356,4 +356,97 @@ mod tests {
         assert!(error.to_string().len() < 150, "{error}");
         assert!(error.to_string().contains("(500 characters)"));
     }
+
+    mod properties {
+        use super::*;
+        use crate::cors::{diff, normalise};
+        use proptest::prelude::*;
+
+        // Strings that hit the edges: wildcards, empties, non-ASCII, long ones.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => "[a-z*:/.-]{0,8}",
+                1 => any::<String>(),
+                1 => Just(String::new()),
+                1 => "[a-z]{500,520}",
+            ]
+        }
+
+        fn arb_rule() -> impl Strategy<Value = CorsRule> {
+            (
+                proptest::option::of(prop_oneof![Just("a".to_owned()), Just("b".to_owned()), "[a-z]{250,260}", any::<String>()]),
+                proptest::collection::vec(text(), 0..4),
+                proptest::collection::vec(prop_oneof![4 => proptest::sample::select(&METHODS[..]).prop_map(str::to_owned), 1 => text()], 0..4),
+                proptest::collection::vec(text(), 0..4),
+                proptest::collection::vec(text(), 0..3),
+                proptest::option::of(any::<i32>()),
+            )
+                .prop_map(|(id, allowed_origins, allowed_methods, allowed_headers, expose_headers, max_age_seconds)| CorsRule {
+                    id,
+                    allowed_origins,
+                    allowed_methods,
+                    allowed_headers,
+                    expose_headers,
+                    max_age_seconds,
+                })
+        }
+
+        /// The constraints, stated once more independently of the code under test: those of S3
+        /// (DESIGN.md) and the operator's own bounds.
+        fn acceptable(rules: &[CorsRule]) -> bool {
+            let stars = |s: &String| s.chars().filter(|c| *c == '*').count();
+            let sane = |s: &String| !s.is_empty() && s.chars().count() <= 512;
+            let ids: Vec<&str> = rules
+                .iter()
+                .filter_map(|r| r.id.as_deref())
+                .filter(|i| !i.is_empty())
+                .collect();
+            let unique = ids.iter().enumerate().all(|(i, id)| !ids[..i].contains(id));
+            rules.len() <= 100
+                && unique
+                && config_xml_len(rules) <= 65536
+                && rules.iter().all(|r| {
+                    r.id.as_ref().is_none_or(|id| id.chars().count() <= 255)
+                        && !r.allowed_origins.is_empty()
+                        && r.allowed_origins.len() <= 256
+                        && r.allowed_origins.iter().all(|o| sane(o) && stars(o) <= 1)
+                        && !r.allowed_methods.is_empty()
+                        && r.allowed_methods
+                            .iter()
+                            .all(|m| ["GET", "PUT", "HEAD", "POST", "DELETE"].contains(&m.as_str()))
+                        && r.allowed_headers.len() <= 256
+                        && r.allowed_headers.iter().all(|h| sane(h) && stars(h) <= 1)
+                        && r.expose_headers.len() <= 256
+                        && r.expose_headers.iter().all(|h| sane(h) && stars(h) == 0)
+                        && r.max_age_seconds.is_none_or(|m| m >= 0)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn validation_accepts_exactly_the_acceptable(rules in proptest::collection::vec(arb_rule(), 0..4)) {
+                prop_assert_eq!(validate_rules(&rules).is_ok(), acceptable(&rules), "{:?}", validate_rules(&rules));
+            }
+
+            #[test]
+            fn every_error_names_a_field_under_spec_rules(rules in proptest::collection::vec(arb_rule(), 0..4)) {
+                for error in validate_rules(&rules).err().unwrap_or_default() {
+                    prop_assert!(error.field.starts_with("spec.rules"), "{}", error);
+                    prop_assert!(error.to_string().chars().count() < 400, "{}", error);
+                }
+            }
+
+            #[test]
+            fn nothing_panics_on_any_input(desired in proptest::collection::vec(arb_rule(), 0..5), observed in proptest::collection::vec(arb_rule(), 0..5)) {
+                let _ = validate_rules(&desired);
+                let normal = normalise(&observed);
+                prop_assert_eq!(normalise(&normal), normal.clone());
+                prop_assert!(!diff(&observed, &normal).writes());
+                let _ = diff(&desired, &observed);
+                let _ = crate::cors::describe_drift(&desired, &observed);
+            }
+        }
+    }
 }
