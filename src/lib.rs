@@ -7,6 +7,8 @@ pub mod api;
 pub mod constraints;
 pub mod controller;
 pub mod cors;
+pub mod http;
+pub mod metrics;
 pub mod reason;
 pub mod s3;
 pub mod status;

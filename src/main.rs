@@ -1,13 +1,17 @@
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bucketcors::controller::{self, Context, Settings};
+use bucketcors::http;
 use bucketcors::s3::{Checksum, SdkStore};
 use bucketcors::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
+use futures::FutureExt;
+use kube_lease_manager::LeaseManagerBuilder;
 
 /// Keeps the CORS configuration of S3 buckets equal to BucketCors resources.
 #[derive(Parser)]
@@ -20,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller (kube config: in-cluster, then KUBECONFIG / ~/.kube/config).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinition as YAML.
     Crd,
 }
@@ -55,6 +59,29 @@ struct RunArgs {
         default_value = "crc32"
     )]
     put_checksum: PutChecksumArg,
+    /// Address of the Prometheus /metrics endpoint.
+    #[arg(long, env = "BUCKETCORS_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Address of the /healthz and /readyz endpoints.
+    #[arg(long, env = "BUCKETCORS_HEALTH_ADDR", default_value = "0.0.0.0:8081")]
+    health_addr: SocketAddr,
+    /// Run only while holding a coordination.k8s.io Lease, so that several replicas can run
+    /// and exactly one reconciles.
+    #[arg(long, env = "BUCKETCORS_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else "default").
+    #[arg(long, env = "BUCKETCORS_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "BUCKETCORS_LEADER_ELECTION_LEASE",
+        default_value = "bucketcors"
+    )]
+    leader_election_lease: String,
+    /// How long a leader's Lease stays valid without renewal; a standby takes over after it.
+    #[arg(long, env = "BUCKETCORS_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    leader_election_lease_duration: Duration,
     /// Log line format.
     #[arg(
         long,
@@ -78,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", bucketcors::crd_yaml());
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
@@ -87,21 +114,113 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes configuration found (in-cluster or KUBECONFIG)")?;
-    let store = SdkStore::from_env(args.default_region).await;
+    let store = SdkStore::from_env(args.default_region.clone()).await;
     let settings = Settings {
-        namespaces: args.namespaces,
+        namespaces: args.namespaces.clone(),
         resync_interval: args.resync_interval,
         concurrency: args.concurrency,
-        default_endpoint: args.default_endpoint,
+        default_endpoint: args.default_endpoint.clone(),
         put_checksum: match args.put_checksum {
             PutChecksumArg::Crc32 => Checksum::Crc32,
             PutChecksumArg::ContentMd5 => Checksum::ContentMd5,
         },
     };
-    tracing::info!(?settings, "starting controller");
-    let ctx = Arc::new(Context::new(client, store, settings));
-    controller::run(ctx, shutdown_signal()).await;
-    tracing::info!("controller stopped");
+    tracing::info!(?settings, "starting");
+    let ctx = Arc::new(Context::new(client.clone(), store, settings));
+
+    let metrics = http::metrics_router(ctx.metrics.clone(), ctx.clone());
+    let health = http::health_router(ctx.readiness.clone());
+    let servers = futures::future::try_join(
+        http::serve(args.metrics_addr, metrics),
+        http::serve(args.health_addr, health),
+    );
+    let shutdown = shutdown_signal().shared();
+    let operator = async {
+        if args.leader_election {
+            lead_then_run(client, ctx, &args, shutdown).await
+        } else {
+            controller::run(ctx, shutdown).await;
+            Ok(())
+        }
+    };
+    tokio::select! {
+        served = servers => served.map(drop).context("an HTTP endpoint failed"),
+        ran = operator => ran,
+    }?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits to hold the Lease, runs the controller while holding it, and lets it go on the way
+/// out. A standby is ready (it can take over); losing the Lease ends the process so that it
+/// starts over as a standby.
+async fn lead_then_run(
+    client: kube::Client,
+    ctx: Arc<Context<SdkStore>>,
+    args: &RunArgs,
+    shutdown: futures::future::Shared<impl std::future::Future<Output = ()> + Send + 'static>,
+) -> anyhow::Result<()> {
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        format!(
+            "bucketcors-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        )
+    });
+    let duration = args.leader_election_lease_duration.as_secs().max(2);
+    let manager = LeaseManagerBuilder::new(client, &args.leader_election_lease)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .build()
+        .await
+        .context("cannot set up the leader-election Lease")?;
+    let (mut leading, lease_task) = manager.watch().await;
+    ctx.readiness.set(true);
+    tracing::info!(%identity, lease = %args.leader_election_lease, %namespace, "waiting to lead");
+    let won = loop {
+        if *leading.borrow_and_update() {
+            break true;
+        }
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() { break false },
+            () = shutdown.clone() => break false,
+        }
+    };
+    let mut lost_lease = false;
+    if won {
+        tracing::info!(%identity, "leading");
+        ctx.readiness.set(false);
+        let mut watch = leading.clone();
+        let lost = async move {
+            while watch.changed().await.is_ok() {
+                if !*watch.borrow() {
+                    return true;
+                }
+            }
+            true
+        }
+        .shared();
+        let stop = futures::future::select(shutdown.clone(), lost.clone().map(drop)).map(drop);
+        controller::run(ctx, stop).await;
+        lost_lease = lost.now_or_never().is_some();
+    }
+    // Dropping every receiver makes the Lease task release the Lease and end.
+    drop(leading);
+    match lease_task.await {
+        Ok(Ok(_)) => tracing::info!(%identity, "released the Lease"),
+        Ok(Err(err)) => tracing::warn!(%identity, error = %err, "could not release the Lease"),
+        Err(err) => tracing::warn!(%identity, error = %err, "the Lease task failed"),
+    }
+    if lost_lease {
+        anyhow::bail!("lost the leader-election Lease");
+    }
     Ok(())
 }
 

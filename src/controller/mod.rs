@@ -6,6 +6,7 @@ mod target;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub use reconcile::Error;
 
 use crate::admission;
 use crate::api::{BucketCors, ManagementPolicy};
+use crate::http::{Gauges, Readiness};
+use crate::metrics::Metrics;
 use crate::s3::{Checksum, CorsStore};
 
 /// Name under which the operator writes status and Events.
@@ -63,6 +66,11 @@ pub struct Context<S> {
     pub store: S,
     pub recorder: Recorder,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// What /readyz reports: caches synced, or standing by for the Lease.
+    pub readiness: Arc<Readiness>,
+    /// Every watched namespace's cache holds its initial list.
+    synced: Arc<Readiness>,
     failures: Mutex<HashMap<ObjectRef<BucketCors>, u32>>,
     // The caches of every watched namespace, for telling who owns a bucket.
     stores: RwLock<Vec<Store<BucketCors>>>,
@@ -79,6 +87,9 @@ impl<S: CorsStore> Context<S> {
             client,
             store,
             settings,
+            metrics: Arc::default(),
+            readiness: Arc::default(),
+            synced: Arc::default(),
             failures: Mutex::new(HashMap::new()),
             stores: RwLock::new(Vec::new()),
         }
@@ -90,11 +101,9 @@ impl<S: CorsStore> Context<S> {
     /// that already holds the bucket (its status says it wrote or was Ready) keeps it, and
     /// then the lesser namespace/name wins: the answer is the same after a restart.
     pub async fn owner_other_than(&self, obj: &BucketCors) -> Option<ObjectRef<BucketCors>> {
-        let stores: Vec<Store<BucketCors>> = self.stores.read().expect("poisoned").clone();
         // Until every cache holds its initial list, an older object may not be in it yet.
-        for store in &stores {
-            let _ = store.wait_until_ready().await;
-        }
+        self.synced.wait().await;
+        let stores: Vec<Store<BucketCors>> = self.stores.read().expect("poisoned").clone();
         let key = target::bucket_of(obj, self).key();
         let owner = stores
             .iter()
@@ -141,6 +150,23 @@ impl<S: CorsStore> Context<S> {
     }
 }
 
+impl<S: CorsStore> Gauges for Context<S> {
+    fn refresh(&self, metrics: &Metrics) {
+        let stores = self.stores.read().expect("poisoned").clone();
+        let objects: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
+        let ready = objects
+            .iter()
+            .filter(|o| o.ready_condition().is_some_and(|c| c.status == "True"))
+            .count();
+        metrics
+            .managed_objects
+            .set(i64::try_from(objects.len()).unwrap_or(i64::MAX));
+        metrics
+            .ready_objects
+            .set(i64::try_from(ready).unwrap_or(i64::MAX));
+    }
+}
+
 /// Whether `obj` has already taken its bucket: it recorded what was there before writing, or
 /// it was Ready (a loser never is).
 fn holds_bucket(obj: &BucketCors) -> bool {
@@ -170,28 +196,47 @@ pub async fn run<S: CorsStore>(
             .map(|ns| Api::namespaced(ctx.client.clone(), ns))
             .collect()
     };
-    let controllers = apis.into_iter().map(|api| {
-        let (reader, writer) = reflector::store();
-        ctx.stores.write().expect("poisoned").push(reader.clone());
-        // Status writes do not change the generation, so they do not wake the controller;
-        // the finalizer is watched too because the helper waits for its own patch to land.
-        let changes = watcher(api.clone(), watcher::Config::default().any_semantic())
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects()
-            .predicate_filter(
-                predicates::generation.combine(predicates::finalizers),
-                Default::default(),
-            );
-        Controller::for_stream(changes, reader)
-            .with_config(ControllerConfig::default().concurrency(ctx.settings.concurrency))
-            .graceful_shutdown_on(shutdown.clone())
-            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(err) = result {
-                    tracing::debug!(error = %err, "reconcile request not completed");
-                }
-            })
-    });
+    // Counted down as each namespace's initial list lands in its cache.
+    let unsynced = Arc::new(AtomicUsize::new(apis.len()));
+    let controllers: Vec<_> = apis
+        .into_iter()
+        .map(|api| {
+            let (reader, writer) = reflector::store();
+            ctx.stores.write().expect("poisoned").push(reader.clone());
+            let mut listed = false;
+            let (unsynced, synced, readiness) =
+                (unsynced.clone(), ctx.synced.clone(), ctx.readiness.clone());
+            // Status writes do not change the generation, so they do not wake the controller;
+            // the finalizer is watched too because the helper waits for its own patch to land.
+            let changes = watcher(api.clone(), watcher::Config::default().any_semantic())
+                .default_backoff()
+                .reflect(writer)
+                .inspect(move |event| {
+                    if !listed && matches!(event, Ok(watcher::Event::InitDone)) {
+                        listed = true;
+                        if unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            synced.set(true);
+                            readiness.set(true);
+                            tracing::info!("caches synced");
+                        }
+                    }
+                })
+                .applied_objects()
+                .predicate_filter(
+                    predicates::generation.combine(predicates::finalizers),
+                    Default::default(),
+                );
+            Controller::for_stream(changes, reader)
+                .with_config(ControllerConfig::default().concurrency(ctx.settings.concurrency))
+                .graceful_shutdown_on(shutdown.clone())
+                .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+                .for_each(|result| async move {
+                    if let Err(err) = result {
+                        tracing::debug!(error = %err, "reconcile request not completed");
+                    }
+                })
+        })
+        .collect();
     futures::future::join_all(controllers).await;
+    ctx.readiness.set(false);
 }

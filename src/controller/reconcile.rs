@@ -20,7 +20,7 @@ use crate::api::{
 };
 use crate::cors::{self, Plan};
 use crate::reason::Reason;
-use crate::s3::{BucketTarget, CorsStore, S3Error};
+use crate::s3::{BucketTarget, CorsStore, Operation, S3Error};
 use crate::status::{self, Outcome};
 
 /// Failures of the Kubernetes side of a pass; the S3 side ends in the status instead.
@@ -116,6 +116,7 @@ async fn apply<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Actio
     };
     report(obj, ctx, &pass).await?;
     let reason = pass.outcome.reason;
+    ctx.metrics.pass(reason, started.elapsed().as_secs_f64());
     tracing::info!(
         object = %ObjectRef::from(obj),
         bucket = %obj.spec.bucket,
@@ -154,7 +155,9 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
         )));
     }
     let target = target::resolve(obj, ctx).await?;
-    let observed = ctx.store.get_cors(&target).await?;
+    let observed = ctx.store.get_cors(&target).await;
+    ctx.metrics.s3(Operation::GetBucketCors, &observed);
+    let observed = observed?;
     let plan = cors::diff(&spec.rules, &observed);
     let mut recorded = None;
     if plan.writes() && spec.management_policy == ManagementPolicy::Full {
@@ -181,7 +184,9 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
             None,
         ),
         (Plan::Put(rules), ManagementPolicy::Full) => {
-            ctx.store.put_cors(&target, rules).await?;
+            let put = ctx.store.put_cors(&target, rules).await;
+            ctx.metrics.s3(Operation::PutBucketCors, &put);
+            put?;
             (
                 Outcome::new(
                     Reason::Applied,
@@ -192,7 +197,9 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
             )
         }
         (Plan::Delete, ManagementPolicy::Full) => {
-            ctx.store.delete_cors(&target).await?;
+            let delete = ctx.store.delete_cors(&target).await;
+            ctx.metrics.s3(Operation::DeleteBucketCors, &delete);
+            delete?;
             (
                 Outcome::new(Reason::Applied, "removed the bucket's CORS configuration")
                     .with_rule_count(0),
@@ -200,12 +207,22 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
             )
         }
     };
+    if wrote.is_some() && already_applied(obj) {
+        ctx.metrics.drift_corrections.inc();
+    }
     Ok(Pass {
         outcome,
         plan: Some(plan),
         wrote,
         recorded,
     })
+}
+
+/// Whether the object's current spec had already reached the bucket, so that a write now
+/// undoes a change made outside Kubernetes.
+fn already_applied(obj: &BucketCors) -> bool {
+    obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation
+        && obj.ready_condition().is_some_and(|c| c.status == "True")
 }
 
 fn conflict_message<S>(
@@ -334,16 +351,16 @@ async fn undo<S: CorsStore>(
     restore: Option<&Vec<cors::CorsRule>>,
 ) -> Result<String, Outcome> {
     let result = match restore {
-        Some(rules) => ctx
-            .store
-            .put_cors(target, rules)
-            .await
-            .map(|()| format!("put back the {} rule(s) the bucket had before", rules.len())),
-        None => ctx
-            .store
-            .delete_cors(target)
-            .await
-            .map(|()| "removed the bucket's CORS configuration".to_owned()),
+        Some(rules) => {
+            let put = ctx.store.put_cors(target, rules).await;
+            ctx.metrics.s3(Operation::PutBucketCors, &put);
+            put.map(|()| format!("put back the {} rule(s) the bucket had before", rules.len()))
+        }
+        None => {
+            let delete = ctx.store.delete_cors(target).await;
+            ctx.metrics.s3(Operation::DeleteBucketCors, &delete);
+            delete.map(|()| "removed the bucket's CORS configuration".to_owned())
+        }
     };
     match result {
         // Nothing left to clean when the bucket itself is gone.

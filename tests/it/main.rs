@@ -3,5 +3,6 @@
 mod adapter;
 mod corpus;
 mod e2e;
+mod operator;
 mod safety;
 mod support;

@@ -46,10 +46,24 @@ impl Harness {
         Harness::start_configured(s3_endpoint, |_| {}).await
     }
 
+    /// A namespace of its own with no controller in this process: for tests that run the
+    /// operator binary themselves.
+    pub async fn without_controller() -> Harness {
+        Harness::new(&Moto::shared().endpoint(), |_| {}, false).await
+    }
+
     /// Like `start_with`, with the controller's settings adjusted by `configure`.
     pub async fn start_configured(
         s3_endpoint: &str,
         configure: impl FnOnce(&mut Settings),
+    ) -> Harness {
+        Harness::new(s3_endpoint, configure, true).await
+    }
+
+    async fn new(
+        s3_endpoint: &str,
+        configure: impl FnOnce(&mut Settings),
+        run_controller: bool,
     ) -> Harness {
         let cluster = Cluster::shared();
         let client = cluster.client().await;
@@ -84,7 +98,9 @@ impl Harness {
             shutdown: None,
             controller: None,
         };
-        harness.start_controller();
+        if run_controller {
+            harness.start_controller();
+        }
         harness
     }
 

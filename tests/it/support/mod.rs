@@ -1,6 +1,7 @@
 pub mod cluster;
 pub mod harness;
 pub mod moto;
+pub mod operator;
 pub mod process;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,420 @@
+//! The `bucketcors` binary as a cluster runs it: health and metrics endpoints, logs that
+//! never show secrets, leader election across two replicas, and the Helm chart's RBAC proven
+//! sufficient and no wider.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bucketcors::api::SecretRef;
+use bucketcors::cors::CorsRule;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::{Api, ObjectMeta, PostParams};
+use serde_json::Value;
+
+use crate::support::harness::{Harness, PROMPTLY, bucket_cors, eventually, put_behind_the_back};
+use crate::support::moto::Moto;
+use crate::support::operator::{OperatorProcess, sample};
+use crate::support::process::repo_root;
+use crate::support::unique_name;
+
+const SECRET_VALUE: &str = "wJalrXUtnFEMI-never-log-me";
+
+fn rules(origin: &str) -> Vec<CorsRule> {
+    vec![CorsRule::new([origin], ["GET"])]
+}
+
+async fn new_bucket(moto: &Moto) -> String {
+    let bucket = unique_name("proc");
+    moto.client()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    bucket
+}
+
+async fn create_secret(h: &Harness, name: &str) {
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.namespace);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        string_data: Some(
+            [
+                ("AWS_ACCESS_KEY_ID".to_owned(), "AKIAPROCESSTEST".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY".to_owned(), SECRET_VALUE.to_owned()),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+fn log_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "bucketcors-{}-{}.log",
+        unique_name(name),
+        std::process::id()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_serves_health_and_metrics_and_never_logs_secrets() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let bucket = new_bucket(moto).await;
+    let mut op = OperatorProcess::start(
+        &h.cluster.kubeconfig,
+        &["--namespace", &h.namespace, "--resync-interval", "2s"],
+        &[],
+        log_path("metrics"),
+    );
+    eventually("/readyz to be ok", PROMPTLY, || async {
+        op.get_health("/readyz").is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+
+    create_secret(&h, "creds").await;
+    let mut spec = h.spec(&bucket, rules("https://a.example.com"));
+    spec.credentials_secret_ref = Some(SecretRef {
+        name: "creds".into(),
+    });
+    h.create("web", spec).await;
+    h.wait_reason("web", "Applied").await;
+    put_behind_the_back(&moto.client(), &bucket, "https://evil.example.com").await;
+    eventually("the drift to be corrected", PROMPTLY, || async {
+        bucket_cors(&moto.client(), &bucket).await == rules("https://a.example.com")
+    })
+    .await;
+    h.wait_reason("web", "InSync").await;
+
+    let metrics = op.scrape();
+    let value = |metric: &str, labels: &str| sample(&metrics, metric, labels).unwrap_or(0.0);
+    assert_eq!(
+        value(
+            "bucketcors_s3_requests_total",
+            r#"{operation="PutBucketCors",outcome="ok"}"#
+        ),
+        2.0,
+        "{metrics}"
+    );
+    assert!(
+        value(
+            "bucketcors_s3_requests_total",
+            r#"{operation="GetBucketCors",outcome="ok"}"#
+        ) >= 3.0
+    );
+    assert!(value("bucketcors_reconciliations_total", r#"{reason="Applied"}"#) >= 2.0);
+    assert!(value("bucketcors_reconciliations_total", r#"{reason="InSync"}"#) >= 1.0);
+    assert_eq!(value("bucketcors_drift_corrections_total", ""), 1.0);
+    assert_eq!(value("bucketcors_managed_objects", ""), 1.0);
+    assert_eq!(value("bucketcors_ready_objects", ""), 1.0);
+    assert!(value("bucketcors_reconcile_duration_seconds_count", "") >= 3.0);
+    assert!(
+        !metrics.contains(&bucket),
+        "metric labels never carry object or bucket names"
+    );
+
+    op.terminate();
+    let logs = op.logs();
+    assert!(logs.contains(r#""message":"reconciled""#), "{logs}");
+    assert!(
+        logs.contains(&bucket) && logs.contains(r#""plan":"put 1 rule(s)""#),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("stopped"),
+        "a clean shutdown on SIGTERM: {logs}"
+    );
+    assert!(!logs.contains(SECRET_VALUE), "a secret value was logged");
+}
+
+async fn holder(h: &Harness, lease: &str) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(h.client.clone(), &h.namespace);
+    leases
+        .get_opt(lease)
+        .await
+        .unwrap()?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_and_a_standby_takes_over_when_it_dies() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let bucket = new_bucket(moto).await;
+    let lease_duration = Duration::from_secs(4);
+    let start = |identity: &str| {
+        OperatorProcess::start(
+            &h.cluster.kubeconfig,
+            &[
+                "--namespace",
+                &h.namespace,
+                "--resync-interval",
+                "2s",
+                "--leader-election",
+                "--leader-election-namespace",
+                &h.namespace,
+                "--leader-election-lease",
+                "bucketcors",
+                "--leader-election-lease-duration",
+                "4s",
+            ],
+            &[("POD_NAME", identity)],
+            log_path(identity),
+        )
+    };
+    let mut a = start("op-a");
+    let mut b = start("op-b");
+    eventually("a leader", PROMPTLY, || async {
+        holder(&h, "bucketcors").await.is_some()
+    })
+    .await;
+    // A standby is ready too: it can take over at any time.
+    eventually("both replicas ready", PROMPTLY, || async {
+        [&a, &b]
+            .iter()
+            .all(|op| op.get_health("/readyz").is_some_and(|(s, _)| s == 200))
+    })
+    .await;
+    let leader = holder(&h, "bucketcors").await.unwrap();
+    let (leading, standby) = if leader == "op-a" {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+
+    h.create("web", h.spec(&bucket, rules("https://one.example.com")))
+        .await;
+    h.wait_reason("web", "Applied").await;
+    h.wait_reason("web", "InSync").await;
+    assert_eq!(moto.cors_writes(&bucket), 1, "one write for one change");
+    assert!(
+        !standby.logs().contains(r#""message":"reconciled""#),
+        "the standby reconciled"
+    );
+
+    leading.kill();
+    let killed = Instant::now();
+    let updated = h
+        .update("web", &h.spec(&bucket, rules("https://two.example.com")))
+        .await;
+    h.wait_for("web", "applied by the new leader", PROMPTLY, |o| {
+        o.status.as_ref().and_then(|s| s.observed_generation) == updated.metadata.generation
+    })
+    .await;
+    let took_over = killed.elapsed();
+    assert_ne!(
+        holder(&h, "bucketcors").await.as_deref(),
+        Some(leader.as_str())
+    );
+    assert!(
+        took_over < lease_duration + Duration::from_secs(10),
+        "took {took_over:?} to take over a {lease_duration:?} lease"
+    );
+    assert_eq!(
+        bucket_cors(&moto.client(), &bucket).await,
+        rules("https://two.example.com")
+    );
+    assert_eq!(
+        moto.cors_writes(&bucket),
+        2,
+        "no double writes across the hand-over"
+    );
+    eprintln!("standby took over {took_over:?} after the leader was killed");
+
+    // A graceful stop lets the Lease go at once.
+    standby.terminate();
+    let stopped = Instant::now();
+    eventually("the Lease to be released", PROMPTLY, || async {
+        holder(&h, "bucketcors").await.is_none()
+    })
+    .await;
+    assert!(
+        stopped.elapsed() < lease_duration,
+        "the Lease was left to expire"
+    );
+}
+
+/// Renders the chart for a release in `namespace` watching only `namespace`.
+fn render_chart(namespace: &str, out: &Path) -> Vec<Value> {
+    let values = out.with_extension("values.yaml");
+    std::fs::write(
+        &values,
+        format!("watchNamespaces: [{namespace}]\nleaderElection:\n  enabled: true\ncrds:\n  install: false\n"),
+    )
+    .unwrap();
+    let status = std::process::Command::new(repo_root().join("scripts/chart-check.sh"))
+        .args([
+            "render",
+            values.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--namespace",
+            namespace,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "helm template failed");
+    let text = std::fs::read_to_string(out).unwrap();
+    text.split("\n---")
+        .filter_map(|doc| serde_saphyr::from_str::<Value>(doc).ok())
+        .filter(|doc| doc.is_object())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let bucket = new_bucket(moto).await;
+    let dir = std::env::temp_dir().join(unique_name("chart"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let docs = render_chart(&h.namespace, &dir.join("render.yaml"));
+    let access: Vec<&Value> = docs
+        .iter()
+        .filter(|d| {
+            [
+                "ServiceAccount",
+                "Role",
+                "RoleBinding",
+                "ClusterRole",
+                "ClusterRoleBinding",
+            ]
+            .contains(&d["kind"].as_str().unwrap_or(""))
+        })
+        .collect();
+    assert!(
+        access.iter().all(|d| d["kind"] != "ClusterRole"),
+        "namespaced mode needs no ClusterRole"
+    );
+    let manifest =
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": access}).to_string();
+    let (ok, output) = h
+        .cluster
+        .kubectl_with_input(&["apply", "-f", "-"], &manifest);
+    assert!(ok, "{output}");
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let sa_name = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lease_arg = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|a| a.strip_prefix("--leader-election-lease="))
+        .unwrap()
+        .to_owned();
+
+    // Authenticate as the ServiceAccount, as the pod would.
+    let accounts: Api<ServiceAccount> = Api::namespaced(h.client.clone(), &h.namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request(&sa_name, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let mut kubeconfig: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&h.cluster.kubeconfig).unwrap()).unwrap();
+    kubeconfig["users"][0]["user"] = serde_json::json!({ "token": token });
+    let sa_kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&sa_kubeconfig, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+
+    let mut op = OperatorProcess::start(
+        &sa_kubeconfig,
+        &[
+            "--namespace",
+            &h.namespace,
+            "--resync-interval",
+            "2s",
+            "--leader-election",
+            "--leader-election-namespace",
+            &h.namespace,
+            "--leader-election-lease",
+            &lease_arg,
+        ],
+        &[],
+        log_path("rbac"),
+    );
+    create_secret(&h, "creds").await;
+    let mut spec = h.spec(&bucket, rules("https://a.example.com"));
+    spec.credentials_secret_ref = Some(SecretRef {
+        name: "creds".into(),
+    });
+    h.create("web", spec).await;
+    h.wait_reason("web", "Applied").await;
+    assert_eq!(
+        bucket_cors(&moto.client(), &bucket).await,
+        rules("https://a.example.com")
+    );
+    assert!(!h.events("web").await.is_empty(), "events were recorded");
+    h.delete("web").await;
+    h.wait_gone("web").await;
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, vec![]);
+    op.terminate();
+    let logs = op.logs();
+    assert!(
+        !logs.to_lowercase().contains("forbidden"),
+        "the operator hit a permission it lacks: {logs}"
+    );
+
+    let who = format!("system:serviceaccount:{}:{sa_name}", h.namespace);
+    let can = |verb: &str, resource: &str, namespace: &str| {
+        let (ok, output) = h.cluster.kubectl_with_input(
+            &[
+                "auth", "can-i", "--as", &who, verb, resource, "-n", namespace,
+            ],
+            "",
+        );
+        (ok, output.trim().to_owned())
+    };
+    for (verb, resource, namespace) in [
+        ("get", "secrets", h.namespace.as_str()),
+        (
+            "patch",
+            "bucketcors.bucketcors.dev/status",
+            h.namespace.as_str(),
+        ),
+        ("watch", "bucketcors.bucketcors.dev", h.namespace.as_str()),
+    ] {
+        assert_eq!(
+            can(verb, resource, namespace),
+            (true, "yes".into()),
+            "{verb} {resource}"
+        );
+    }
+    for (verb, resource, namespace) in [
+        ("list", "pods", h.namespace.as_str()),
+        ("list", "secrets", h.namespace.as_str()),
+        ("get", "secrets", "default"),
+        ("get", "secrets", "kube-system"),
+        ("delete", "bucketcors.bucketcors.dev", h.namespace.as_str()),
+        ("list", "bucketcors.bucketcors.dev", "default"),
+    ] {
+        assert_eq!(
+            can(verb, resource, namespace).1,
+            "no",
+            "{who} may {verb} {resource} in {namespace}"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! The `bucketcors` binary run as a process, the way a cluster runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::process::{Tethered, free_port, http_get, wait_until};
+
+pub struct OperatorProcess {
+    pub metrics_port: u16,
+    pub health_port: u16,
+    pub log: PathBuf,
+    process: Tethered,
+}
+
+impl OperatorProcess {
+    /// Starts `bucketcors run` with `args` (after the listen addresses) against the cluster
+    /// of `kubeconfig`, with test credentials as its ambient AWS credentials.
+    pub fn start(
+        kubeconfig: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: PathBuf,
+    ) -> OperatorProcess {
+        let metrics_port = free_port();
+        let health_port = free_port();
+        let metrics = format!("127.0.0.1:{metrics_port}");
+        let health = format!("127.0.0.1:{health_port}");
+        let mut all_args = vec![
+            "run",
+            "--metrics-addr",
+            &metrics,
+            "--health-addr",
+            &health,
+            "--log-format",
+            "json",
+        ];
+        all_args.extend_from_slice(args);
+        let mut all_envs = vec![
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("AWS_ACCESS_KEY_ID", "ambient"),
+            ("AWS_SECRET_ACCESS_KEY", "ambient"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("RUST_LOG", "info"),
+        ];
+        all_envs.extend_from_slice(envs);
+        let process = Tethered::spawn(
+            Path::new(env!("CARGO_BIN_EXE_bucketcors")),
+            &all_args,
+            &all_envs,
+            &log,
+        );
+        let operator = OperatorProcess {
+            metrics_port,
+            health_port,
+            log,
+            process,
+        };
+        wait_until(
+            "the operator to answer /healthz",
+            Duration::from_secs(30),
+            || {
+                operator
+                    .get_health("/healthz")
+                    .is_some_and(|(status, _)| status == 200)
+            },
+        );
+        operator
+    }
+
+    pub fn get_health(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.health_port, path)
+    }
+
+    /// The operator's /metrics, as text.
+    pub fn scrape(&self) -> String {
+        let (status, body) = http_get(self.metrics_port, "/metrics").expect("/metrics answers");
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// What the operator has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it with SIGTERM (the way Kubernetes does) and waits until it has exited.
+    pub fn terminate(&mut self) {
+        self.process.stop();
+    }
+
+    /// Kills it with SIGKILL: no chance to clean up, as when a node dies.
+    pub fn kill(&mut self) {
+        let pattern = format!("health-addr 127.0.0.1:{}", self.health_port);
+        let killed = Command::new("pkill")
+            .args(["-KILL", "-f", &pattern])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "no process matched {pattern}");
+        self.process.stop();
+    }
+}
+
+/// The value of the first sample of `metric` with exactly these `labels` (`{a="b"}` or empty).
+pub fn sample(metrics: &str, metric: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{metric}{labels} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
