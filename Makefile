@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help test lint crd build clean demo demo-down tools
+.PHONY: help test lint crd build clean demo demo-down tools chart-check
 
 # Tools the tests and the demo install (kubectl, aws, moto, helm) are linked here.
 export PATH := $(or $(BUCKETCORS_CACHE),$(HOME)/.cache/bucketcors)/bin:$(PATH)
@@ -23,9 +23,12 @@ tools: ## Install (into ~/.cache/bucketcors) what the tests call: kubectl, aws, 
 	scripts/tools.sh
 	scripts/control-plane.sh build
 
-test: lint tools ## Lint, then every test against real servers (installs what they need)
+test: lint tools chart-check ## Lint, chart checks, then every test against real servers (installs what they need)
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) && \
 	  $(CARGO) test --locked --no-fail-fast
+
+chart-check: ## Lint, render and validate the Helm chart (pinned helm and kubernetes-validate)
+	scripts/chart-check.sh
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --check

@@ -418,3 +418,27 @@ async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendered_chart_passes_a_server_side_dry_run() {
+    let h = Harness::without_controller().await;
+    let dir = std::env::temp_dir().join(unique_name("dry-run"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The CRD is installed by the harness already (without CEL, which this API server lacks).
+    let docs = render_chart(&h.namespace, &dir.join("render.yaml"));
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert!(
+        kinds.contains(&"Deployment") && kinds.contains(&"Service"),
+        "{kinds:?}"
+    );
+    let manifest =
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs}).to_string();
+    let (ok, output) = h
+        .cluster
+        .kubectl_with_input(&["apply", "--dry-run=server", "-f", "-"], &manifest);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("deployment.apps/bucketcors created (server dry run)"),
+        "{output}"
+    );
+}
