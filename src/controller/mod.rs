@@ -32,6 +32,9 @@ pub const MANAGER: &str = "bucketcors";
 // Backoff for failures that may clear by themselves.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
+// How long in-flight passes may run on after a shutdown request (Kubernetes' default
+// termination grace period is 30 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// How the controller behaves; filled from the command line.
 #[derive(Clone, Debug)]
@@ -237,6 +240,19 @@ pub async fn run<S: CorsStore>(
                 })
         })
         .collect();
-    futures::future::join_all(controllers).await;
+    let synced = ctx.synced.clone();
+    let overdue = async move {
+        shutdown.await;
+        // Before the first list lands nothing is in flight, and kube's controller would wait
+        // for that list forever; after it, in-flight passes get a bounded time to finish.
+        if synced.get() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            tracing::warn!("in-flight passes did not finish in time; stopping anyway");
+        }
+    };
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        () = overdue => {}
+    }
     ctx.readiness.set(false);
 }

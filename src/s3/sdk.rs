@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Region, SharedCredentialsProvider};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule as SdkCorsRule};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
@@ -235,30 +235,38 @@ fn to_sdk(rule: &CorsRule) -> SdkCorsRule {
 fn classify<E, R>(operation: Operation, bucket: &str, err: SdkError<E, R>) -> S3Error
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-    R: std::fmt::Debug + HasStatus,
+    R: std::fmt::Debug + HasStatus + 'static,
 {
     let bucket = bucket.to_owned();
     let code = err.code().map(str::to_owned);
-    let message = err
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
     let status = err.raw_response().map(HasStatus::status);
     if !matches!(err, SdkError::ServiceError(_)) {
         return S3Error::Unavailable {
             operation,
             bucket,
-            message: DisplayErrorContext(&err).to_string(),
+            message: causes(&err),
         };
     }
+    let message = err
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| causes(&err));
+    // The store's own code leads the message (e.g. "SlowDown: Please reduce your request rate.").
+    let coded = |message: String| match &code {
+        Some(code) => format!("{code}: {message}"),
+        None => message,
+    };
     match (status, code.as_deref()) {
         (_, Some("NoSuchBucket")) => S3Error::BucketNotFound { bucket },
         (Some(403), _) | (_, Some("AccessDenied")) => S3Error::AccessDenied {
             operation,
             bucket,
-            message,
+            message: coded(message),
         },
-        (Some(501), _) | (_, Some("NotImplemented")) => S3Error::Unsupported { operation, message },
+        (Some(501), _) | (_, Some("NotImplemented")) => S3Error::Unsupported {
+            operation,
+            message: coded(message),
+        },
         (
             _,
             Some(
@@ -268,12 +276,12 @@ where
         ) => S3Error::Unavailable {
             operation,
             bucket,
-            message,
+            message: coded(message),
         },
         (Some(status), _) if status >= 500 => S3Error::Unavailable {
             operation,
             bucket,
-            message,
+            message: coded(message),
         },
         (Some(404), None) => S3Error::BucketNotFound { bucket },
         (status, code) => S3Error::Rejected {
@@ -286,6 +294,21 @@ where
             message,
         },
     }
+}
+
+/// The error and its causes, as people read them ("dispatch failure: io error: connection
+/// refused"), without the SDK's debug dump.
+fn causes(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// The HTTP status of a raw response; a seam so that error mapping is tested without a server.
@@ -410,6 +433,15 @@ mod tests {
                 code: "MalformedXML".into(),
                 message: "The XML you provided was not well-formed".into(),
             }
+        );
+    }
+
+    #[test]
+    fn unavailable_messages_lead_with_the_stores_code() {
+        let err = answer(503, "SlowDown", "Please reduce your request rate.");
+        assert_eq!(
+            err.to_string(),
+            r#"PutBucketCors on bucket "b" failed: SlowDown: Please reduce your request rate."#
         );
     }
 

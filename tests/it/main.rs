@@ -3,6 +3,7 @@
 mod adapter;
 mod corpus;
 mod e2e;
+mod faults;
 mod operator;
 mod safety;
 mod support;

@@ -1,4 +1,5 @@
 pub mod cluster;
+pub mod fault_proxy;
 pub mod harness;
 pub mod moto;
 pub mod operator;

@@ -1,0 +1,321 @@
+//! The real controller against a store that fails: a fault proxy stands between the operator
+//! and moto. Buckets are created and read back on moto directly, never through the proxy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use bucketcors::api::BucketCors;
+use bucketcors::controller::{self, Context, Settings};
+use bucketcors::cors::CorsRule;
+use bucketcors::s3::SdkStore;
+
+use crate::support::fault_proxy::{Failure, Fault, FaultProxy};
+use crate::support::harness::{Harness, PROMPTLY, RESYNC, bucket_cors, eventually};
+use crate::support::moto::Moto;
+use crate::support::unique_name;
+
+fn rules_a() -> Vec<CorsRule> {
+    vec![
+        CorsRule::new(["https://app.example.com"], ["GET", "PUT"])
+            .id("app")
+            .allowed_headers(["*"])
+            .max_age(3000),
+    ]
+}
+
+fn rules_b() -> Vec<CorsRule> {
+    vec![
+        CorsRule::new(["https://app.example.com"], ["GET"]).id("app"),
+        CorsRule::new(["*"], ["HEAD"]).id("public"),
+    ]
+}
+
+async fn new_bucket(moto: &Moto) -> String {
+    let bucket = unique_name("faults");
+    moto.client()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    bucket
+}
+
+fn ready(obj: &BucketCors) -> Option<(String, String, String)> {
+    obj.ready_condition()
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Ready=True claimed for the object's current generation.
+fn claims_ready_for(obj: &BucketCors, generation: Option<i64>) -> bool {
+    let status_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
+    obj.ready_condition().is_some_and(|c| {
+        c.status == "True"
+            && (status_generation == generation || c.observed_generation == generation)
+    })
+}
+
+/// Every request fails with `failure` until the object is Unavailable; then the store recovers
+/// and the rules reach the bucket with a single write.
+async fn unavailable_then_recovers(failure: Failure, expected_in_message: &[&str]) {
+    let moto = Moto::shared();
+    let bucket = new_bucket(moto).await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    proxy.set(Fault::All(failure));
+    let h = Harness::start_with(&proxy.endpoint()).await;
+    h.create("web", h.spec(&bucket, rules_a())).await;
+
+    let down = h.wait_reason("web", "Unavailable").await;
+    let (status, _, message) = ready(&down).unwrap();
+    assert_eq!(status, "False");
+    println!("{failure:?}: {message}");
+    assert!(message.contains("GetBucketCors"), "{message}");
+    for expected in expected_in_message {
+        assert!(message.contains(expected), "{failure:?}: {message}");
+    }
+    assert!(proxy.faulted() > 0);
+    assert_eq!(
+        moto.cors_calls(&bucket).len(),
+        0,
+        "nothing reached the store"
+    );
+
+    proxy.set(Fault::Pass);
+    h.wait_reason("web", "Applied").await;
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules_a());
+    assert_eq!(moto.cors_writes(&bucket), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_unavailable_retried_at_a_bounded_rate_then_recovers() {
+    let moto = Moto::shared();
+    let bucket = new_bucket(moto).await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    proxy.set(Fault::All(Failure::SlowDown));
+    let h = Harness::start_with(&proxy.endpoint()).await;
+    h.create("web", h.spec(&bucket, rules_a())).await;
+
+    let down = h.wait_reason("web", "Unavailable").await;
+    let (status, _, message) = ready(&down).unwrap();
+    assert_eq!(status, "False");
+    println!("SlowDown: {message}");
+    assert!(
+        message.contains("Please reduce your request rate."),
+        "{message}"
+    );
+
+    // At most 3 attempts per pass (the SDK's retries), and passes spaced by the controller's
+    // backoff: 1 s, then 2 s (the resync interval caps it), each times 0.5 to 1.0. So passes
+    // are at least 0.5 s apart, then at least 1 s: in 10 s at most about 11 passes, 33 requests,
+    // even if every SDK backoff were zero. A controller that spins would send hundreds.
+    const WINDOW: Duration = Duration::from_secs(10);
+    let before = proxy.requests_seen();
+    let version = down.metadata.resource_version.clone();
+    let start = Instant::now();
+    while start.elapsed() < WINDOW {
+        let obj = h.api.get("web").await.unwrap();
+        assert_eq!(
+            ready(&obj).map(|r| (r.0, r.1)),
+            Some(("False".into(), "Unavailable".into())),
+            "while the store throttles"
+        );
+        // The same failure again is no news: the status is not rewritten.
+        assert_eq!(
+            obj.metadata.resource_version, version,
+            "status rewritten: {:?}",
+            obj.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let seen = proxy.requests_seen() - before;
+    println!("throttled: {seen} requests in {:?}", start.elapsed());
+    assert!(
+        seen < 40,
+        "{seen} requests in {WINDOW:?}: the operator spins"
+    );
+    assert!(
+        seen >= 2,
+        "{seen} requests in {WINDOW:?}: the operator gave up"
+    );
+
+    proxy.set(Fault::Pass);
+    let applied = h.wait_reason("web", "Applied").await;
+    assert_eq!(ready(&applied).unwrap().0, "True");
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules_a());
+    assert_eq!(moto.cors_writes(&bucket), 1);
+
+    // The store's error code is what operators search for and alert on.
+    assert!(
+        message.contains("SlowDown"),
+        "the Unavailable message does not name the store's error code: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_errors_are_unavailable_then_recover() {
+    unavailable_then_recovers(
+        Failure::InternalError,
+        &["We encountered an internal error"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_are_unavailable_then_recover() {
+    unavailable_then_recovers(
+        Failure::Drop,
+        &["connection closed before message completed"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_connections_are_unavailable_then_recover() {
+    unavailable_then_recovers(Failure::Reset, &["Connection reset by peer"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_put_never_leaves_the_object_claiming_ready() {
+    let moto = Moto::shared();
+    let s3 = moto.client();
+    let bucket = new_bucket(moto).await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let mut h = Harness::start_with(&proxy.endpoint()).await;
+    h.create("web", h.spec(&bucket, rules_a())).await;
+    h.wait_reason("web", "Applied").await;
+    assert_eq!(bucket_cors(&s3, &bucket).await, rules_a());
+
+    // Reads pass, writes fail: the pass sees the difference and its Put fails.
+    proxy.set(Fault::Writes(Failure::InternalError));
+    let updated = h.update("web", &h.spec(&bucket, rules_b())).await;
+    let generation = updated.metadata.generation;
+    let down = h.wait_reason("web", "Unavailable").await;
+    let (status, _, message) = ready(&down).unwrap();
+    assert_eq!(status, "False");
+    assert!(message.contains("PutBucketCors"), "{message}");
+
+    // Several resyncs' worth of failed passes: never Ready for the new generation, and the
+    // bucket keeps the old rules whole.
+    let faulted = proxy.faulted();
+    let start = Instant::now();
+    loop {
+        let obj = h.api.get("web").await.unwrap();
+        assert!(
+            !claims_ready_for(&obj, generation),
+            "Ready while its Put fails: {:?}",
+            obj.status
+        );
+        assert_eq!(bucket_cors(&s3, &bucket).await, rules_a());
+        if start.elapsed() >= RESYNC * 4 && proxy.faulted() >= faulted + 3 {
+            break;
+        }
+        assert!(
+            start.elapsed() < PROMPTLY,
+            "the operator stopped retrying: {} failed writes",
+            proxy.faulted() - faulted
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        moto.cors_writes(&bucket),
+        1,
+        "a failed Put reached the store"
+    );
+
+    proxy.set(Fault::Pass);
+    let applied = h.wait_reason("web", "Applied").await;
+    assert!(claims_ready_for(&applied, generation));
+    assert_eq!(bucket_cors(&s3, &bucket).await, rules_b());
+    assert_eq!(moto.cors_writes(&bucket), 2);
+    eventually("a later pass to find it in sync", PROMPTLY, || async {
+        h.api
+            .get("web")
+            .await
+            .unwrap()
+            .ready_condition()
+            .is_some_and(|c| c.reason == "InSync")
+    })
+    .await;
+    assert_eq!(moto.cors_writes(&bucket), 2);
+    // Through all of it the controller kept running, and it still shuts down cleanly.
+    h.stop_controller().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_never_answers_times_out_as_unavailable_then_recovers() {
+    let moto = Moto::shared();
+    let bucket = new_bucket(moto).await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    proxy.set(Fault::All(Failure::Hang));
+    // The harness's store has the SDK's default timeouts (none for a request in flight); the
+    // operator sets its own. Run the controller with those, shortened from 20 s per attempt
+    // and 60 s per operation so that the test stays short.
+    let mut h = Harness::start_with(&proxy.endpoint()).await;
+    // Stopped once it is running (see the test of a stop during startup): an invalid spec is
+    // reported without any S3 call.
+    let broken = CorsRule::new(["https://*.*.example.com"], ["GET"]);
+    h.create("probe", h.spec(&bucket, vec![broken])).await;
+    h.wait_reason("probe", "InvalidSpec").await;
+    h.stop_controller().await;
+    let shared = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "ambient", "ambient", None, None, "tests",
+        )))
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(6))
+                .build(),
+        )
+        .build();
+    let settings = Settings {
+        namespaces: vec![h.namespace.clone()],
+        resync_interval: RESYNC,
+        concurrency: 4,
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context::new(
+        h.client.clone(),
+        SdkStore::new(shared, None),
+        settings,
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(controller::run(ctx, async {
+        let _ = stopped.await;
+    }));
+
+    h.create("web", h.spec(&bucket, rules_a())).await;
+    let down = h.wait_reason("web", "Unavailable").await;
+    let (status, _, message) = ready(&down).unwrap();
+    println!("Hang: {message}");
+    assert_eq!(status, "False");
+    assert!(message.contains("GetBucketCors"), "{message}");
+    assert!(message.contains("timeout"), "{message}");
+
+    proxy.set(Fault::Pass);
+    h.wait_reason("web", "Applied").await;
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules_a());
+    assert_eq!(moto.cors_writes(&bucket), 1);
+
+    let _ = stop.send(());
+    tokio::time::timeout(PROMPTLY, running)
+        .await
+        .expect("the controller stops in time")
+        .expect("the controller did not panic");
+}
+
+/// A stop (SIGTERM) that comes while the controller is still starting, before its first list
+/// of objects is in, must end it like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_stops_when_stopped_during_startup() {
+    let mut h = Harness::start_with(&Moto::shared().endpoint()).await;
+    h.stop_controller().await;
+}

@@ -1,0 +1,319 @@
+//! An HTTP/1.1 proxy on a loopback port, placed between the operator and the S3 server, that
+//! answers the way a troubled store does: throttling, internal errors, connections dropped,
+//! reset or left hanging. The fault can be switched at any time and applies to the next request.
+//!
+//! Every connection carries one request: the proxy reads it whole (head, then `Content-Length`
+//! bytes of body), forwards it or fails it, and closes the connection.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How a request is failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// `503 SlowDown`, as S3 throttles.
+    SlowDown,
+    /// `500 InternalError`.
+    InternalError,
+    /// The connection is closed without an answer.
+    Drop,
+    /// The connection is reset (SO_LINGER 0, then closed).
+    Reset,
+    /// No answer; the connection stays open until the fault is changed.
+    Hang,
+}
+
+/// Which requests fail, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Every request reaches the S3 server.
+    Pass,
+    /// Every request fails.
+    All(Failure),
+    /// Writes (PUT, POST, DELETE) fail; reads reach the S3 server.
+    Writes(Failure),
+}
+
+impl Fault {
+    fn failure_for(self, method: &str) -> Option<Failure> {
+        match self {
+            Fault::Pass => None,
+            Fault::All(failure) => Some(failure),
+            Fault::Writes(failure) => {
+                matches!(method, "PUT" | "POST" | "DELETE").then_some(failure)
+            }
+        }
+    }
+}
+
+struct Shared {
+    upstream: String,
+    fault: watch::Sender<Fault>,
+    seen: AtomicUsize,
+    faulted: AtomicUsize,
+    /// What the proxy could not handle; reported by the test, not swallowed.
+    errors: Mutex<Vec<String>>,
+}
+
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    acceptor: JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts the proxy on the current runtime, forwarding to `upstream` (`http://HOST:PORT`),
+    /// passing every request until told otherwise.
+    pub async fn start(upstream: &str) -> FaultProxy {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("an http:// upstream")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared {
+            upstream,
+            fault: watch::Sender::new(Fault::Pass),
+            seen: AtomicUsize::new(0),
+            faulted: AtomicUsize::new(0),
+            errors: Mutex::new(Vec::new()),
+        });
+        let acceptor = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(serve(stream, shared.clone()));
+                }
+            }
+        });
+        FaultProxy {
+            port,
+            shared,
+            acceptor,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Applies `fault` to every request read from now on.
+    pub fn set(&self, fault: Fault) {
+        self.shared.fault.send_replace(fault);
+    }
+
+    /// Requests received so far, failed ones included.
+    pub fn requests_seen(&self) -> usize {
+        self.check();
+        self.shared.seen.load(Ordering::SeqCst)
+    }
+
+    /// Requests failed so far.
+    pub fn faulted(&self) -> usize {
+        self.check();
+        self.shared.faulted.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) {
+        let errors = self.shared.errors.lock().unwrap();
+        assert!(errors.is_empty(), "the fault proxy failed: {errors:?}");
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+        // Hanging connections end now.
+        self.shared.fault.send_replace(Fault::Pass);
+        if !std::thread::panicking() {
+            self.check();
+        }
+    }
+}
+
+/// A request as read from the client: its head's lines (request line first) and its body.
+struct Request {
+    head: Vec<String>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn method(&self) -> &str {
+        self.head[0].split(' ').next().unwrap_or_default()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head[1..]
+            .iter()
+            .find_map(|line| header_value(line, name))
+    }
+}
+
+fn header_value<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let (key, value) = line.split_once(':')?;
+    key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+}
+
+async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let mut client = BufReader::new(stream);
+    let request = match read_request(&mut client).await {
+        Ok(Some(request)) => request,
+        // The client left before sending a request.
+        Ok(None) => return,
+        Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+            shared.errors.lock().unwrap().push(err.to_string());
+            return;
+        }
+        Err(_) => return,
+    };
+    shared.seen.fetch_add(1, Ordering::SeqCst);
+    let mut hang = shared.fault.subscribe();
+    let failure = shared.fault.borrow().failure_for(request.method());
+    if failure.is_some() {
+        shared.faulted.fetch_add(1, Ordering::SeqCst);
+    }
+    let answer = match failure {
+        None => match forward(&shared.upstream, &request).await {
+            Ok(response) => response,
+            Err(err) => {
+                let message = format!("forwarding to {}: {err}", shared.upstream);
+                shared.errors.lock().unwrap().push(message);
+                return;
+            }
+        },
+        Some(Failure::SlowDown) => s3_error(
+            "503 Slow Down",
+            "SlowDown",
+            "Please reduce your request rate.",
+        ),
+        Some(Failure::InternalError) => s3_error(
+            "500 Internal Server Error",
+            "InternalError",
+            "We encountered an internal error. Please try again.",
+        ),
+        Some(Failure::Drop) => return,
+        Some(Failure::Reset) => {
+            let _ = client.get_ref().set_zero_linger();
+            return;
+        }
+        Some(Failure::Hang) => {
+            let _ = hang.changed().await;
+            return;
+        }
+    };
+    let stream = client.get_mut();
+    // The client may have given up already; nothing to report then.
+    let _ = stream.write_all(&answer).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Reads one request; `None` when the connection closes before one starts.
+async fn read_request(client: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let mut head = Vec::new();
+    let mut head_bytes = 0;
+    loop {
+        let mut line = String::new();
+        let n = client.read_line(&mut line).await?;
+        if n == 0 && head.is_empty() {
+            return Ok(None);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        head_bytes += n;
+        if head_bytes > 64 * 1024 {
+            return Err(invalid("request head over 64 KiB".into()));
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        head.push(line.to_owned());
+    }
+    let mut request = Request {
+        head,
+        body: Vec::new(),
+    };
+    if let Some(encoding) = request.header("transfer-encoding") {
+        return Err(invalid(format!(
+            "{}: Transfer-Encoding {encoding} is not supported",
+            request.head[0]
+        )));
+    }
+    if request
+        .header("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+    {
+        client
+            .get_mut()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await?;
+    }
+    let length = match request.header("content-length") {
+        Some(value) => value
+            .parse::<usize>()
+            .map_err(|_| invalid(format!("bad Content-Length {value:?}")))?,
+        None => 0,
+    };
+    request.body = vec![0; length];
+    client.read_exact(&mut request.body).await?;
+    Ok(Some(request))
+}
+
+/// Sends `request` to the S3 server over a connection of its own and returns the whole answer,
+/// marked `Connection: close`.
+async fn forward(upstream: &str, request: &Request) -> io::Result<Vec<u8>> {
+    let mut server = TcpStream::connect(upstream).await?;
+    let mut head = without_connection_headers(&request.head, &["connection", "expect"]);
+    head.push_str("Connection: close\r\n\r\n");
+    server.write_all(head.as_bytes()).await?;
+    server.write_all(&request.body).await?;
+    let mut response = Vec::new();
+    server.read_to_end(&mut response).await?;
+
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "response without a head"))?;
+    let lines: Vec<String> = String::from_utf8_lossy(&response[..end])
+        .split("\r\n")
+        .map(str::to_owned)
+        .collect();
+    let mut answer = without_connection_headers(&lines, &["connection", "keep-alive"]);
+    answer.push_str("Connection: close\r\n\r\n");
+    let mut answer = answer.into_bytes();
+    answer.extend_from_slice(&response[end + 4..]);
+    Ok(answer)
+}
+
+/// The head's lines, minus the headers named, each ending in CRLF.
+fn without_connection_headers(lines: &[String], dropped: &[&str]) -> String {
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(i, line)| *i == 0 || !dropped.iter().any(|d| header_value(line, d).is_some()))
+        .map(|(_, line)| format!("{line}\r\n"))
+        .collect()
+}
+
+/// An S3 error answer.
+fn s3_error(status: &str, code: &str, message: &str) -> Vec<u8> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>{message}</Message><RequestId>fault-proxy</RequestId></Error>"
+    );
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
