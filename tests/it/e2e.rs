@@ -448,7 +448,7 @@ async fn the_api_server_refuses_what_the_schema_forbids() {
     let h = Harness::start().await;
     let manifest = |name: &str, rules: &str| {
         format!(
-            "apiVersion: bucketcors.dev/v1alpha1\nkind: BucketCors\nmetadata: {{name: {name}, namespace: {}}}\nspec:\n  bucket: b\n  rules: {rules}\n",
+            "apiVersion: bucketcors.dev/v1alpha1\nkind: BucketCors\nmetadata: {{name: {name}, namespace: {}}}\nspec:\n  bucket: web-assets\n  rules: {rules}\n",
             h.namespace
         )
     };
