@@ -19,13 +19,16 @@ demo: ## Local control plane + S3 server + operator + examples/, then show the r
 demo-down: ## Stop everything `make demo` started
 	scripts/demo.sh down
 
-tools: ## Install (into ~/.cache/bucketcors) what the tests call: kubectl, aws, moto, kube-apiserver, etcd
+tools: ## Install what the tests call: kubectl, aws, moto, kube-apiserver, etcd, Ceph RGW, s3s-fs
 	scripts/tools.sh
 	scripts/control-plane.sh build
+	scripts/rgw.sh install
+	scripts/s3s-fs.sh build
 
 test: lint tools chart-check ## Lint, chart checks, then every test against real servers (installs what they need)
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) && \
 	  $(CARGO) test --locked --no-fail-fast
+	scripts/compat-table.py
 
 chart-check: ## Lint, render and validate the Helm chart (pinned helm and kubernetes-validate)
 	scripts/chart-check.sh

@@ -2,11 +2,16 @@
 //! make a bucket match a spec. No Kubernetes, no network.
 
 mod diff;
+mod preflight;
 mod rule;
 mod validate;
 
 pub use crate::constraints::FieldError;
 pub use diff::{Plan, describe_drift, diff, normalise};
+pub use preflight::{
+    BadPreflight, CORS_VARY, CorsDecision, CorsRequest, CorsResponseHeaders, evaluate,
+    parse_request_headers, wildcard_match,
+};
 pub use rule::{CorsRule, METHODS};
 pub use validate::{
     DUPLICATE_ID_MESSAGE, MAX_CONFIG_BYTES, MAX_ID_LEN, MAX_RULES, UNIQUE_IDS_CEL, config_xml_len,

@@ -59,6 +59,8 @@ struct Shared {
     faulted: AtomicUsize,
     /// What the proxy could not handle; reported by the test, not swallowed.
     errors: Mutex<Vec<String>>,
+    /// Every request's method and target, in arrival order.
+    log: Mutex<Vec<(String, String)>>,
 }
 
 pub struct FaultProxy {
@@ -84,6 +86,7 @@ impl FaultProxy {
             seen: AtomicUsize::new(0),
             faulted: AtomicUsize::new(0),
             errors: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
         });
         let acceptor = tokio::spawn({
             let shared = shared.clone();
@@ -113,6 +116,37 @@ impl FaultProxy {
     pub fn requests_seen(&self) -> usize {
         self.check();
         self.shared.seen.load(Ordering::SeqCst)
+    }
+
+    /// Method and target (path and query) of every request so far, in order.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.check();
+        self.shared.log.lock().unwrap().clone()
+    }
+
+    /// The calls on `bucket`'s CORS configuration so far, by method.
+    pub fn cors_calls(&self, bucket: &str) -> Vec<String> {
+        let cors = [
+            format!("/{bucket}?cors"),
+            format!("/{bucket}/?cors"),
+            format!("/{bucket}?cors="),
+        ];
+        self.requests()
+            .into_iter()
+            .filter(|(_, target)| {
+                cors.iter()
+                    .any(|c| target == c || target.starts_with(&format!("{c}&")))
+            })
+            .map(|(method, _)| method)
+            .collect()
+    }
+
+    /// How many PutBucketCors and DeleteBucketCors `bucket` has received.
+    pub fn cors_writes(&self, bucket: &str) -> usize {
+        self.cors_calls(bucket)
+            .iter()
+            .filter(|m| *m != "GET")
+            .count()
     }
 
     /// Requests failed so far.
@@ -174,6 +208,16 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         Err(_) => return,
     };
     shared.seen.fetch_add(1, Ordering::SeqCst);
+    let target = request.head[0]
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    shared
+        .log
+        .lock()
+        .unwrap()
+        .push((request.method().to_owned(), target));
     let mut hang = shared.fault.subscribe();
     let failure = shared.fault.borrow().failure_for(request.method());
     if failure.is_some() {

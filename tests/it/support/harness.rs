@@ -117,6 +117,13 @@ impl Harness {
         self.shutdown = Some(tx);
     }
 
+    /// Asks the controller to stop without waiting for it.
+    pub fn stop_controller_quietly(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Stops the controller and starts a fresh one, as an operator restart would: nothing
     /// carries over but what is in the API server and the bucket.
     pub async fn restart_controller(&mut self) {

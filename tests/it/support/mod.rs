@@ -4,6 +4,7 @@ pub mod harness;
 pub mod moto;
 pub mod operator;
 pub mod process;
+pub mod stores;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

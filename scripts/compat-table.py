@@ -1,0 +1,33 @@
+#!/usr/bin/env python3
+"""Writes the compatibility table from the suite's results (target/compat/*.json) into
+README.md, between the compat markers. Run by `make test` after the tests; never edit the table
+by hand."""
+import json
+import pathlib
+import sys
+
+root = pathlib.Path(__file__).resolve().parent.parent
+reports = [json.loads(p.read_text()) for p in sorted((root / "target/compat").glob("*.json"))]
+if not reports:
+    sys.exit("compat-table: no results in target/compat (run the tests first)")
+
+lines = [
+    "| store | version | scenarios passed | what works | quirks handled |",
+    "|---|---|---|---|---|",
+]
+for r in reports:
+    passed = [x for x in r["results"] if x["passed"]]
+    works = "; ".join(x["scenario"].split(":")[0] for x in passed) or "—"
+    quirks = "; ".join(r["quirks"]) or "none seen"
+    lines.append(f"| {r['store']} | {r['version']} | {len(passed)}/{len(r['results'])} | {works} | {quirks} |")
+table = "\n".join(lines)
+
+readme = root / "README.md"
+text = readme.read_text()
+begin, end = "<!-- compat:begin -->", "<!-- compat:end -->"
+if begin not in text or end not in text:
+    sys.exit("compat-table: README.md has no compat markers")
+head, rest = text.split(begin, 1)
+_, tail = rest.split(end, 1)
+readme.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
+print(f"compat-table: {len(reports)} store(s) written to README.md")

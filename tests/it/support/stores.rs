@@ -1,0 +1,133 @@
+//! The S3 implementations the compatibility suite runs against, each a real server on
+//! loopback started once per run: moto, Ceph RGW (scripts/rgw.sh) and s3s-fs
+//! (scripts/s3s-fs.sh).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+use super::moto::Moto;
+use super::process::{Tethered, python_env, repo_root, wait_until};
+
+pub struct S3Server {
+    pub name: &'static str,
+    pub version: String,
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    _server: Option<Tethered>,
+}
+
+impl S3Server {
+    pub fn moto() -> &'static S3Server {
+        static MOTO: OnceLock<S3Server> = OnceLock::new();
+        MOTO.get_or_init(|| {
+            let version = Command::new(python_env().join("bin/python"))
+                .args(["-c", "import moto; print(moto.__version__)"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default();
+            S3Server {
+                name: "moto",
+                version,
+                endpoint: Moto::shared().endpoint(),
+                access_key: "testing".into(),
+                secret_key: "testing".into(),
+                _server: None,
+            }
+        })
+    }
+
+    pub fn ceph_rgw() -> &'static S3Server {
+        static RGW: OnceLock<S3Server> = OnceLock::new();
+        RGW.get_or_init(|| {
+            let script = repo_root().join("scripts/rgw.sh");
+            let installed = Command::new(&script)
+                .arg("install")
+                .status()
+                .expect("rgw.sh runs");
+            assert!(installed.success(), "scripts/rgw.sh install failed");
+            let (server, env) = run_in_foreground(&script, "rgw");
+            S3Server {
+                name: "Ceph RGW",
+                version: env["RGW_VERSION"]
+                    .split_whitespace()
+                    .nth(2)
+                    .unwrap_or_default()
+                    .to_owned(),
+                endpoint: env["RGW_ENDPOINT"].clone(),
+                access_key: env["RGW_ACCESS_KEY"].clone(),
+                secret_key: env["RGW_SECRET_KEY"].clone(),
+                _server: Some(server),
+            }
+        })
+    }
+
+    pub fn s3s_fs() -> &'static S3Server {
+        static S3S: OnceLock<S3Server> = OnceLock::new();
+        S3S.get_or_init(|| {
+            let script = repo_root().join("scripts/s3s-fs.sh");
+            let built = Command::new(&script)
+                .arg("build")
+                .status()
+                .expect("s3s-fs.sh runs");
+            assert!(built.success(), "scripts/s3s-fs.sh build failed");
+            let (server, env) = run_in_foreground(&script, "s3s");
+            S3Server {
+                name: "s3s-fs",
+                version: env["S3S_VERSION"].clone(),
+                endpoint: env["S3S_ENDPOINT"].clone(),
+                access_key: env["S3S_ACCESS_KEY"].clone(),
+                secret_key: env["S3S_SECRET_KEY"].clone(),
+                _server: Some(server),
+            }
+        })
+    }
+
+    /// A client of the tests' own, with this server's keys.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                &self.access_key,
+                &self.secret_key,
+                None,
+                None,
+                "tests",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}
+
+/// Runs `script run DIR` under the tether, waits for DIR/ready and reads DIR/env.
+fn run_in_foreground(script: &Path, name: &str) -> (Tethered, HashMap<String, String>) {
+    let dir = std::env::temp_dir().join(format!("bucketcors-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = Tethered::spawn(
+        script,
+        &["run", dir.to_str().unwrap()],
+        &[],
+        &dir.join("run.log"),
+    );
+    let ready = dir.join("ready");
+    wait_until(
+        &format!("{name} to be ready"),
+        Duration::from_secs(180),
+        || ready.exists(),
+    );
+    let env = std::fs::read_to_string(dir.join("env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    (server, env)
+}
