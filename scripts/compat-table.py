@@ -12,14 +12,15 @@ if not reports:
     sys.exit("compat-table: no results in target/compat (run the tests first)")
 
 lines = [
-    "| store | version | scenarios passed | what works | quirks handled |",
-    "|---|---|---|---|---|",
+    "| store | version | scenarios passed | what works | checksums | quirks handled |",
+    "|---|---|---|---|---|---|",
 ]
 for r in reports:
     passed = [x for x in r["results"] if x["passed"]]
     works = "; ".join(x["scenario"].split(":")[0] for x in passed) or "—"
     quirks = "; ".join(r["quirks"]) or "none seen"
-    lines.append(f"| {r['store']} | {r['version']} | {len(passed)}/{len(r['results'])} | {works} | {quirks} |")
+    checksums = next((x["detail"] for x in r["results"] if x["scenario"].startswith("PutBucketCors with")), "n/a")
+    lines.append(f"| {r['store']} | {r['version']} | {len(passed)}/{len(r['results'])} | {works} | {checksums} | {quirks} |")
 table = "\n".join(lines)
 
 readme = root / "README.md"

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bucketcors::api::{BucketCorsSpec, DeletionPolicy, SecretRef};
 use bucketcors::cors::{self, CorsRule};
-use bucketcors::s3::{BucketTarget, CorsStore, Credentials};
+use bucketcors::s3::{BucketTarget, Checksum, CorsStore, Credentials};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
@@ -361,6 +361,39 @@ async fn full_suite(store: &S3Server) {
         } else if !detail.contains("InvalidRequest") {
             suite.quirks.push(format!("answers a method S3 refuses with {detail} (AWS: InvalidRequest); kept verbatim in the status"));
         }
+    }
+
+    suite
+        .scenario(
+            "PutBucketCors with the SDK's CRC32 and with Content-MD5",
+            async |s| {
+                let mut accepted = Vec::new();
+                for (name, checksum) in [
+                    ("CRC32", Checksum::Crc32),
+                    ("Content-MD5", Checksum::ContentMd5),
+                ] {
+                    let bucket = s.bucket().await;
+                    let mut target = store_target(s.store, &bucket);
+                    target.checksum = checksum;
+                    match ambient_store().put_cors(&target, &rich()).await {
+                        Ok(()) => {
+                            let held = s.held(&bucket).await;
+                            check(!cors::diff(&rich(), &held).writes(), || {
+                                format!("{name}: the store holds {held:?}")
+                            })?;
+                            accepted.push(format!("{name} accepted"));
+                        }
+                        Err(err) => accepted.push(format!("{name} refused ({})", err.reason())),
+                    }
+                }
+                Ok(accepted.join(", "))
+            },
+        )
+        .await;
+    if let Some(detail) = suite.results.last().and_then(|r| r["detail"].as_str())
+        && detail.contains("refused")
+    {
+        suite.quirks.push(format!("checksums: {detail}"));
     }
 
     suite.write_report();

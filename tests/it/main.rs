@@ -6,5 +6,6 @@ mod corpus;
 mod e2e;
 mod faults;
 mod operator;
+mod preflight;
 mod safety;
 mod support;
