@@ -24,17 +24,6 @@ fn target(moto: &Moto, bucket: &str) -> BucketTarget {
     target
 }
 
-async fn new_bucket(moto: &Moto) -> String {
-    let bucket = unique_name("adapter");
-    moto.client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    bucket
-}
-
 fn three_rules() -> Vec<CorsRule> {
     vec![
         CorsRule::new(["https://app.example.com"], ["PUT", "POST", "DELETE"])
@@ -52,7 +41,7 @@ fn three_rules() -> Vec<CorsRule> {
 #[tokio::test]
 async fn a_three_rule_round_trip_keeps_order_ids_expose_headers_and_max_age() {
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("adapter").await;
     let store = store().await;
     let target = target(moto, &bucket);
 
@@ -84,7 +73,7 @@ async fn a_three_rule_round_trip_keeps_order_ids_expose_headers_and_max_age() {
 #[tokio::test]
 async fn a_bucket_without_cors_reads_as_empty() {
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("adapter").await;
     let store = store().await;
     assert_eq!(
         store.get_cors(&target(moto, &bucket)).await.unwrap(),
@@ -109,7 +98,7 @@ async fn a_missing_bucket_is_bucket_not_found_for_every_operation() {
 #[tokio::test]
 async fn delete_removes_the_configuration_and_twice_is_fine() {
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("adapter").await;
     let store = store().await;
     let target = target(moto, &bucket);
     store.put_cors(&target, &three_rules()).await.unwrap();
@@ -131,7 +120,7 @@ async fn delete_removes_the_configuration_and_twice_is_fine() {
 #[tokio::test]
 async fn a_method_s3_refuses_comes_back_rejected_with_the_servers_message() {
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("adapter").await;
     let store = store().await;
     let target = target(moto, &bucket);
     store.put_cors(&target, &three_rules()).await.unwrap();
@@ -170,7 +159,7 @@ async fn one_client_serves_every_call_to_the_same_store() {
     let moto = Moto::shared();
     let store = store().await;
     for _ in 0..3 {
-        let bucket = new_bucket(moto).await;
+        let bucket = moto.new_bucket("adapter").await;
         store
             .put_cors(&target(moto, &bucket), &three_rules())
             .await
@@ -179,7 +168,7 @@ async fn one_client_serves_every_call_to_the_same_store() {
     }
     assert_eq!(store.cached_clients(), 1);
 
-    let mut other = target(moto, &new_bucket(moto).await);
+    let mut other = target(moto, &moto.new_bucket("adapter").await);
     other.credentials.as_mut().unwrap().access_key_id = "other".into();
     store.get_cors(&other).await.unwrap();
     assert_eq!(store.cached_clients(), 2);
@@ -188,7 +177,7 @@ async fn one_client_serves_every_call_to_the_same_store() {
 #[tokio::test]
 async fn the_server_side_request_log_sees_each_call() {
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("adapter").await;
     let store = store().await;
     let target = target(moto, &bucket);
     store.put_cors(&target, &three_rules()).await.unwrap();

@@ -33,17 +33,6 @@ fn uploads() -> CorsRule {
     CorsRule::new(["https://upload.example.com"], ["POST"]).allowed_headers(["Content-Type"])
 }
 
-async fn new_bucket(moto: &Moto) -> String {
-    let bucket = unique_name("e2e");
-    moto.client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    bucket
-}
-
 // One resync, its jitter, and room for a slow reconcile on a busy machine.
 const WITHIN_ONE_RESYNC: Duration = Duration::from_secs(RESYNC.as_secs() * 2 + 8);
 
@@ -51,7 +40,7 @@ const WITHIN_ONE_RESYNC: Duration = Duration::from_secs(RESYNC.as_secs() * 2 + 8
 async fn a_new_object_puts_its_rules_in_order_then_reports_in_sync() {
     let h = Harness::start().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("e2e").await;
 
     let created = h
         .create("web", h.spec(&bucket, vec![app(), public(), uploads()]))
@@ -99,7 +88,7 @@ async fn a_new_object_puts_its_rules_in_order_then_reports_in_sync() {
 async fn updates_reach_the_bucket_and_only_real_changes_are_written() {
     let h = Harness::start().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("e2e").await;
     h.create("web", h.spec(&bucket, vec![app(), public()]))
         .await;
     h.wait_reason("web", "InSync").await;
@@ -167,7 +156,7 @@ async fn changes_made_behind_the_operators_back_are_reverted_within_one_resync()
     let h = Harness::start().await;
     let moto = Moto::shared();
     let s3 = moto.client();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("e2e").await;
     h.create("web", h.spec(&bucket, vec![app(), public()]))
         .await;
     h.wait_reason("web", "Applied").await;
@@ -196,7 +185,7 @@ async fn observe_only_reports_drift_and_never_writes() {
     let h = Harness::start().await;
     let moto = Moto::shared();
     let s3 = moto.client();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("e2e").await;
     put_behind_the_back(&s3, &bucket, "https://other.example.com").await;
     let writes_before = moto.cors_writes(&bucket);
 
@@ -233,7 +222,7 @@ async fn observe_only_reports_drift_and_never_writes() {
 async fn deleting_with_policy_delete_removes_the_configuration() {
     let h = Harness::start().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("e2e").await;
     h.create("web", h.spec(&bucket, vec![app()])).await;
     h.wait_reason("web", "Applied").await;
 
@@ -266,7 +255,7 @@ async fn deleting_with_policy_delete_removes_the_configuration() {
 async fn deleting_with_policy_retain_keeps_the_rules() {
     let h = Harness::start().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("e2e").await;
     let mut spec = h.spec(&bucket, vec![app(), public()]);
     spec.deletion_policy = DeletionPolicy::Retain;
     h.create("web", spec).await;
@@ -287,7 +276,7 @@ async fn empty_rules_remove_an_existing_configuration() {
     let h = Harness::start().await;
     let moto = Moto::shared();
     let s3 = moto.client();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("e2e").await;
     put_behind_the_back(&s3, &bucket, "https://old.example.com").await;
 
     h.create("none", h.spec(&bucket, vec![])).await;
@@ -359,7 +348,7 @@ async fn a_stopped_s3_server_is_unavailable_and_the_operator_recovers() {
 async fn credentials_come_from_a_secret_in_the_objects_namespace() {
     let h = Harness::start().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("e2e").await;
     let mut spec = h.spec(&bucket, vec![app()]);
     spec.credentials_secret_ref = Some(SecretRef {
         name: "s3-creds".into(),
@@ -421,7 +410,7 @@ async fn credentials_come_from_a_secret_in_the_objects_namespace() {
 async fn an_invalid_spec_is_reported_without_any_s3_call() {
     let h = Harness::start().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("e2e").await;
     // Passes the structural schema, breaks an S3 constraint.
     let broken = CorsRule::new(["https://*.*.example.com"], ["GET"]);
     h.create("web", h.spec(&bucket, vec![app(), broken])).await;

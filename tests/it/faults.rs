@@ -16,7 +16,6 @@ use bucketcors::s3::SdkStore;
 use crate::support::fault_proxy::{Failure, Fault, FaultProxy};
 use crate::support::harness::{Harness, PROMPTLY, RESYNC, bucket_cors, eventually};
 use crate::support::moto::Moto;
-use crate::support::unique_name;
 
 fn rules_a() -> Vec<CorsRule> {
     vec![
@@ -32,17 +31,6 @@ fn rules_b() -> Vec<CorsRule> {
         CorsRule::new(["https://app.example.com"], ["GET"]).id("app"),
         CorsRule::new(["*"], ["HEAD"]).id("public"),
     ]
-}
-
-async fn new_bucket(moto: &Moto) -> String {
-    let bucket = unique_name("faults");
-    moto.client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    bucket
 }
 
 fn ready(obj: &BucketCors) -> Option<(String, String, String)> {
@@ -63,7 +51,7 @@ fn claims_ready_for(obj: &BucketCors, generation: Option<i64>) -> bool {
 /// and the rules reach the bucket with a single write.
 async fn unavailable_then_recovers(failure: Failure, expected_in_message: &[&str]) {
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("faults").await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
     proxy.set(Fault::All(failure));
     let h = Harness::start_with(&proxy.endpoint()).await;
@@ -93,7 +81,7 @@ async fn unavailable_then_recovers(failure: Failure, expected_in_message: &[&str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_unavailable_retried_at_a_bounded_rate_then_recovers() {
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("faults").await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
     proxy.set(Fault::All(Failure::SlowDown));
     let h = Harness::start_with(&proxy.endpoint()).await;
@@ -182,7 +170,7 @@ async fn reset_connections_are_unavailable_then_recover() {
 async fn a_failed_put_never_leaves_the_object_claiming_ready() {
     let moto = Moto::shared();
     let s3 = moto.client();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("faults").await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
     let mut h = Harness::start_with(&proxy.endpoint()).await;
     h.create("web", h.spec(&bucket, rules_a())).await;
@@ -248,7 +236,7 @@ async fn a_failed_put_never_leaves_the_object_claiming_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_never_answers_times_out_as_unavailable_then_recovers() {
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("faults").await;
     let proxy = FaultProxy::start(&moto.endpoint()).await;
     proxy.set(Fault::All(Failure::Hang));
     // The harness's store has the SDK's default timeouts (none for a request in flight); the

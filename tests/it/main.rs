@@ -1,6 +1,7 @@
 //! Integration tests against real servers: one binary, so that servers start once per run.
 
 mod adapter;
+mod browser;
 mod compat;
 mod corpus;
 mod e2e;

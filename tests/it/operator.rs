@@ -25,17 +25,6 @@ fn rules(origin: &str) -> Vec<CorsRule> {
     vec![CorsRule::new([origin], ["GET"])]
 }
 
-async fn new_bucket(moto: &Moto) -> String {
-    let bucket = unique_name("proc");
-    moto.client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    bucket
-}
-
 async fn create_secret(h: &Harness, name: &str) {
     let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.namespace);
     let secret = Secret {
@@ -70,7 +59,7 @@ fn log_path(name: &str) -> PathBuf {
 async fn the_process_serves_health_and_metrics_and_never_logs_secrets() {
     let h = Harness::without_controller().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("proc").await;
     let mut op = OperatorProcess::start(
         &h.cluster.kubeconfig,
         &["--namespace", &h.namespace, "--resync-interval", "2s"],
@@ -152,7 +141,7 @@ async fn holder(h: &Harness, lease: &str) -> Option<String> {
 async fn one_replica_leads_and_a_standby_takes_over_when_it_dies() {
     let h = Harness::without_controller().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("proc").await;
     let lease_duration = Duration::from_secs(4);
     let start = |identity: &str| {
         OperatorProcess::start(
@@ -276,7 +265,7 @@ fn render_chart(namespace: &str, out: &Path) -> Vec<Value> {
 async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
     let h = Harness::without_controller().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("proc").await;
     let dir = std::env::temp_dir().join(unique_name("chart"));
     std::fs::create_dir_all(&dir).unwrap();
     let docs = render_chart(&h.namespace, &dir.join("render.yaml"));

@@ -8,7 +8,6 @@ use bucketcors::s3::Checksum;
 
 use crate::support::harness::{Harness, PROMPTLY, bucket_cors, eventually, put_behind_the_back};
 use crate::support::moto::Moto;
-use crate::support::unique_name;
 
 fn rules_a() -> Vec<CorsRule> {
     vec![CorsRule::new(["https://a.example.com"], ["GET"]).id("a")]
@@ -18,22 +17,11 @@ fn rules_b() -> Vec<CorsRule> {
     vec![CorsRule::new(["https://b.example.com"], ["PUT"]).id("b")]
 }
 
-async fn new_bucket(moto: &Moto) -> String {
-    let bucket = unique_name("safety");
-    moto.client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    bucket
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_object_owns_a_bucket_and_a_second_never_writes_until_it_is_gone() {
     let mut h = Harness::start().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("safety").await;
     let mut first = h.spec(&bucket, rules_a());
     first.deletion_policy = DeletionPolicy::Retain;
     h.create("first", first).await;
@@ -83,7 +71,7 @@ async fn the_first_object_owns_a_bucket_and_a_second_never_writes_until_it_is_go
 async fn deleting_the_loser_of_a_conflict_leaves_the_owners_rules_alone() {
     let h = Harness::start().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("safety").await;
     h.create("owner", h.spec(&bucket, rules_a())).await;
     h.wait_reason("owner", "Applied").await;
     h.create("loser", h.spec(&bucket, rules_b())).await;
@@ -101,7 +89,7 @@ async fn a_configuration_found_on_the_bucket_is_recorded_and_restore_puts_it_bac
     let mut h = Harness::start().await;
     let moto = Moto::shared();
     let s3 = moto.client();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("safety").await;
     put_behind_the_back(&s3, &bucket, "https://legacy.example.com").await;
     let found = bucket_cors(&s3, &bucket).await;
 
@@ -147,7 +135,7 @@ async fn a_configuration_found_on_the_bucket_is_recorded_and_restore_puts_it_bac
 async fn restore_removes_the_configuration_when_the_bucket_had_none() {
     let h = Harness::start().await;
     let moto = Moto::shared();
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("safety").await;
     let mut spec = h.spec(&bucket, rules_a());
     spec.deletion_policy = DeletionPolicy::Restore;
     h.create("web", spec).await;
@@ -196,8 +184,8 @@ fn md5_of_body(moto: &Moto, bucket: &str) -> String {
 async fn an_object_can_ask_for_content_md5_instead_of_the_sdks_crc32() {
     let h = Harness::start().await;
     let moto = Moto::shared();
-    let default_bucket = new_bucket(moto).await;
-    let md5_bucket = new_bucket(moto).await;
+    let default_bucket = moto.new_bucket("safety").await;
+    let md5_bucket = moto.new_bucket("safety").await;
     h.create("crc", h.spec(&default_bucket, rules_a())).await;
     let mut spec = h.spec(&md5_bucket, rules_a());
     spec.put_checksum = Some(PutChecksum::ContentMd5);
@@ -217,7 +205,7 @@ async fn the_operator_wide_setting_applies_to_objects_that_choose_nothing() {
     let moto = Moto::shared();
     let h = Harness::start_configured(&moto.endpoint(), |s| s.put_checksum = Checksum::ContentMd5)
         .await;
-    let bucket = new_bucket(moto).await;
+    let bucket = moto.new_bucket("safety").await;
     h.create("web", h.spec(&bucket, rules_a())).await;
     h.wait_reason("web", "Applied").await;
     let headers = put_headers(moto, &bucket);

@@ -143,6 +143,18 @@ impl Moto {
             .count()
     }
 
+    /// Creates a bucket with a name no other test uses, and returns the name.
+    pub async fn new_bucket(&self, prefix: &str) -> String {
+        let bucket = super::unique_name(prefix);
+        self.client()
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        bucket
+    }
+
     /// An S3 client of the tests' own, independent of the operator's code, to set up buckets
     /// and read back what the server holds.
     pub fn client(&self) -> aws_sdk_s3::Client {
