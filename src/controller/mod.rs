@@ -213,6 +213,8 @@ pub async fn run<S: CorsStore>(
             // the finalizer is watched too because the helper waits for its own patch to land.
             let changes = watcher(api.clone(), watcher::Config::default().any_semantic())
                 .default_backoff()
+                // Server-side apply bookkeeping is most of an object's size and never read here.
+                .modify(|obj: &mut BucketCors| obj.metadata.managed_fields = None)
                 .reflect(writer)
                 .inspect(move |event| {
                     if !listed && matches!(event, Ok(watcher::Event::InitDone)) {

@@ -239,7 +239,9 @@ fn conflict_message<S>(
 }
 
 /// Before the first write from this object, keeps what the bucket held in the status (so that
-/// it survives a restart and `deletionPolicy: Restore` can put it back) and says so.
+/// it survives a restart and `deletionPolicy: Restore` can put it back) and says so. A bucket
+/// with no configuration has nothing to lose: that is recorded with the pass's own status,
+/// sparing an API write per new bucket.
 async fn record_previous<S: CorsStore>(
     obj: &BucketCors,
     ctx: &Context<S>,
@@ -256,10 +258,10 @@ async fn record_previous<S: CorsStore>(
         rules: observed.to_vec(),
         recorded_at: now(),
     };
-    let mut status = obj.status.clone().unwrap_or_default();
-    status.previous_configuration = Some(previous.clone());
-    patch_status(obj, ctx, &status).await.map_err(Halt::Api)?;
     if !observed.is_empty() {
+        let mut status = obj.status.clone().unwrap_or_default();
+        status.previous_configuration = Some(previous.clone());
+        patch_status(obj, ctx, &status).await.map_err(Halt::Api)?;
         let note = format!(
             "the bucket had {} rule(s) this object did not write; they are kept in status.previousConfiguration",
             observed.len()
