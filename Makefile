@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help test lint crd build clean demo demo-down tools chart-check
+.PHONY: help test lint crd build clean demo demo-down tools chart-check bench
 
 # Tools the tests and the demo install (kubectl, aws, moto, helm) are linked here.
 export PATH := $(or $(BUCKETCORS_CACHE),$(HOME)/.cache/bucketcors)/bin:$(PATH)
@@ -30,6 +30,10 @@ test: lint tools chart-check ## Lint, chart checks, then every test against real
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) && \
 	  $(CARGO) test --locked --no-fail-fast
 	scripts/compat-table.py
+
+bench: ## Benchmarks against real servers, writes BENCHMARKS.md (BENCH_ARGS=--large adds 10,000 objects)
+	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) && \
+	  $(CARGO) bench --locked --bench operator -- $(BENCH_ARGS)
 
 chart-check: ## Lint, render and validate the Helm chart (pinned helm and kubernetes-validate)
 	scripts/chart-check.sh
