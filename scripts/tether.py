@@ -10,11 +10,20 @@ import signal
 import subprocess
 import sys
 
+# A signal to this process (CI cancelling a job, `timeout`) must still stop the child: turn it
+# into a normal exit so that the clean-up below runs.
+def _exit_cleanly(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+for _sig in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_sig, _exit_cleanly)
+
 child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, start_new_session=True)
 try:
     while sys.stdin.buffer.read(4096):
         pass
-except KeyboardInterrupt:
+except (KeyboardInterrupt, SystemExit):
     pass
 finally:
     try:

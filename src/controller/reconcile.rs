@@ -240,8 +240,8 @@ fn conflict_message<S>(
 
 /// Before the first write from this object, keeps what the bucket held in the status (so that
 /// it survives a restart and `deletionPolicy: Restore` can put it back) and says so. A bucket
-/// with no configuration has nothing to lose: that is recorded with the pass's own status,
-/// sparing an API write per new bucket.
+/// with no configuration has nothing to lose: unless the object restores on delete, that is
+/// recorded with the pass's own status, sparing an API write per new bucket.
 async fn record_previous<S: CorsStore>(
     obj: &BucketCors,
     ctx: &Context<S>,
@@ -258,10 +258,15 @@ async fn record_previous<S: CorsStore>(
         rules: observed.to_vec(),
         recorded_at: now(),
     };
-    if !observed.is_empty() {
+    // With Restore, "the bucket had none" decides what deletion does, so it is recorded before
+    // the write too: a crash between the write and the status must not lose it.
+    let restore = obj.spec.deletion_policy == DeletionPolicy::Restore;
+    if !observed.is_empty() || restore {
         let mut status = obj.status.clone().unwrap_or_default();
         status.previous_configuration = Some(previous.clone());
         patch_status(obj, ctx, &status).await.map_err(Halt::Api)?;
+    }
+    if !observed.is_empty() {
         let note = format!(
             "the bucket had {} rule(s) this object did not write; they are kept in status.previousConfiguration",
             observed.len()
