@@ -8,20 +8,23 @@
 //!
 //! It prints a table and writes BENCHMARKS.md at the root of the repository.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/it/support/mod.rs"]
-mod support;
+// The tests' helpers for servers on loopback (free ports, the Python environment, polling).
+#[allow(dead_code)]
+#[path = "../tests/it/support/process.rs"]
+mod process;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule as SdkRule};
 use bucketcors::api::{BucketCors, BucketCorsSpec, DeletionPolicy, ManagementPolicy};
@@ -35,9 +38,7 @@ use kube::runtime::watcher;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use support::cluster::strip_key;
-use support::moto::Moto;
-use support::process::{Tethered, free_port, python_env, repo_root, wait_until};
+use process::{free_port, http_answers, python_env, repo_root, wait_until};
 
 /// The operator's `--concurrency` (its default), and the bare-SDK loop's.
 const CONCURRENCY: usize = 16;
@@ -73,16 +74,29 @@ fn main() {
         .expect("a tokio runtime");
     let work = std::env::temp_dir().join(format!("bucketcors-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("a work directory");
-    let outcome = runtime.block_on(run(&options, &work));
-    // Everything started is tethered to handles dropped by now; only files remain.
+    // On SIGINT or SIGTERM the run is dropped: every server it started stops with its handle.
+    let outcome = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            outcome = run(&options, &work) => Some(outcome),
+            _ = tokio::signal::ctrl_c() => None,
+            _ = term.recv() => None,
+        }
+    });
     match outcome {
-        Ok(()) => {
+        Some(Ok(())) => {
             let _ = std::fs::remove_dir_all(&work);
         }
-        Err(err) => {
+        Some(Err(err)) => {
             eprintln!("bench failed: {err:#}");
             eprintln!("logs kept in {}", work.display());
             std::process::exit(1);
+        }
+        None => {
+            eprintln!("bench interrupted; everything it started is stopped");
+            let _ = std::fs::remove_dir_all(&work);
+            std::process::exit(130);
         }
     }
 }
@@ -178,13 +192,11 @@ async fn run(options: &Options, work: &Path) -> anyhow::Result<()> {
     .await?;
     let kube = cp.client().await?;
     cp.install_crd(&kube).await?;
-    let moto = blocking(Moto::dedicated).await;
-    let moto_dir = std::env::temp_dir().join(format!(
-        "bucketcors-moto-{}-{}",
-        std::process::id(),
-        moto.port
-    ));
-    let _moto_dir_cleanup = RemoveOnDrop(moto_dir.clone());
+    let moto = blocking({
+        let (venv, work) = (venv.clone(), work.to_owned());
+        move || MotoServer::start(&venv, &work)
+    })
+    .await?;
     let moto_port = moto.port.to_string();
     let moto_pid = find_pid(
         move |argv| {
@@ -202,7 +214,7 @@ async fn run(options: &Options, work: &Path) -> anyhow::Result<()> {
     say(&format!("versions: {versions:?}"));
 
     let prefix = format!("bcb{}-", std::process::id());
-    let tail = Tail::start(moto_dir.join("requests.jsonl"), prefix.clone());
+    let tail = Tail::start(moto.recording(), prefix.clone());
     let world = World {
         cp,
         kube,
@@ -231,7 +243,7 @@ async fn run(options: &Options, work: &Path) -> anyhow::Result<()> {
     };
 
     for &n in &options.sizes {
-        let keep = n == report.reference && std::env::var("TMP_ONLY_CONVERGE").is_err();
+        let keep = n == report.reference;
         let (result, operator) = world.converge(n, keep, &mut report.phases).await?;
         report.sizes.push(result);
         if let Some(mut operator) = operator {
@@ -245,9 +257,7 @@ async fn run(options: &Options, work: &Path) -> anyhow::Result<()> {
             report.startup = Some(world.startup(n, &mut report.phases).await?);
         }
     }
-    if std::env::var("TMP_ONLY_CONVERGE").is_err() {
-        report.cli = Some(world.aws_cli(CLI_SAMPLE).await?);
-    }
+    report.cli = Some(world.aws_cli(CLI_SAMPLE).await?);
     report.duration = run_started.elapsed();
 
     let text = report.markdown();
@@ -260,8 +270,6 @@ async fn run(options: &Options, work: &Path) -> anyhow::Result<()> {
         report.duration.as_secs_f64()
     ));
     world.tail.stop();
-    drop(world);
-    drop(moto);
     Ok(())
 }
 
@@ -289,6 +297,9 @@ struct SizeResult {
     peak_rss: u64,
     rss: u64,
     api_requests: BTreeMap<String, f64>,
+    /// CPU used by each process during the limit and during convergence.
+    limit_cpu: Phase,
+    converge_cpu: Phase,
 }
 
 impl World {
@@ -385,7 +396,12 @@ impl World {
         Ok(())
     }
 
-    fn start_operator(&self, name: &str, namespace: &str, extra: &[&str]) -> Operator {
+    fn start_operator(
+        &self,
+        name: &str,
+        namespace: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Operator> {
         let mut args = vec![
             "--namespace".to_owned(),
             namespace.to_owned(),
@@ -411,27 +427,17 @@ impl World {
     ) -> anyhow::Result<(SizeResult, Option<Operator>)> {
         say(&format!("== {n} objects: bare-SDK limit"));
         let limit_buckets: Vec<String> = (0..n).map(|i| self.bucket(&format!("l{n}"), i)).collect();
-        let skip = std::env::var("TMP_SKIP_LIMIT").is_ok();
-        if !skip {
-            self.create_buckets(&limit_buckets).await?;
-        }
+        self.create_buckets(&limit_buckets).await?;
         let cpu = CpuSnapshot::take(&self.pids(None));
-        let limit = if skip {
-            Duration::from_secs(1)
-        } else {
-            self.limit(&limit_buckets).await?
-        };
+        let limit = self.limit(&limit_buckets).await?;
         let cpu_after = CpuSnapshot::take(&self.pids(None));
-        phases.push(Phase::new(
+        let limit_cpu = Phase::new(
             format!("bare-SDK limit, {n} buckets (Get+Put)"),
             &cpu,
             &cpu_after,
-        ));
-        let limit_gets = if skip {
-            Duration::from_secs(1)
-        } else {
-            self.get_pass(&limit_buckets).await?
-        };
+        );
+        phases.push(limit_cpu.clone());
+        let limit_gets = self.get_pass(&limit_buckets).await?;
         say(&format!(
             "limit: {:.2} s for {n} Get+Put, {:.2} s for {n} Get",
             limit.as_secs_f64(),
@@ -443,7 +449,7 @@ impl World {
         let buckets_created = self.create_buckets(&buckets).await?;
         let namespace = format!("bench-{n}");
         self.namespace(&namespace).await?;
-        let mut operator = self.start_operator(&format!("converge-{n}"), &namespace, &[]);
+        let mut operator = self.start_operator(&format!("converge-{n}"), &namespace, &[])?;
         operator.wait_ready(Duration::from_secs(60)).await?;
         let idle_rss = operator.memory().1;
         let api: Api<BucketCors> = Api::namespaced(self.kube.clone(), &namespace);
@@ -473,11 +479,12 @@ impl World {
         let converged_in = all_ready.duration_since(started);
         let cpu_after = CpuSnapshot::take(&self.pids(Some(&operator)));
         let api_after = api_requests(&self.kube).await?;
-        phases.push(Phase::new(
+        let converge_cpu = Phase::new(
             format!("operator converging {n} objects (creation included)"),
             &cpu,
             &cpu_after,
-        ));
+        );
+        phases.push(converge_cpu.clone());
         say(&format!(
             "created in {:.2} s, all Ready after {:.2} s",
             objects_created.as_secs_f64(),
@@ -509,6 +516,8 @@ impl World {
             peak_rss,
             rss,
             api_requests: diff_requests(&api_before, &api_after),
+            limit_cpu,
+            converge_cpu,
         };
         say(&format!(
             "S3 by the operator: {:?}; RSS peak {:.1} MiB, now {:.1} MiB",
@@ -607,7 +616,7 @@ impl World {
         let api: Api<BucketCors> = Api::namespaced(self.kube.clone(), &namespace);
         let resync = format!("{}s", STEADY_RESYNC.as_secs());
         let mut operator =
-            self.start_operator("steady", &namespace, &["--resync-interval", &resync]);
+            self.start_operator("steady", &namespace, &["--resync-interval", &resync])?;
         operator.wait_ready(Duration::from_secs(60)).await?;
         let waiter = WaitAll::start(api, n, in_sync).await?;
         let checked = waiter
@@ -754,7 +763,7 @@ impl World {
         let api_before = api_requests(&self.kube).await?;
         let cpu = CpuSnapshot::take(&self.pids(None));
         let spawned = Instant::now();
-        let mut operator = self.start_operator(&format!("startup-{round}"), &namespace, &[]);
+        let mut operator = self.start_operator(&format!("startup-{round}"), &namespace, &[])?;
         let ready_at = operator.wait_ready(Duration::from_secs(60)).await?;
         let deadline =
             Instant::now() + Duration::from_secs(60) + Duration::from_millis(100) * n as u32;
@@ -1054,7 +1063,7 @@ struct ControlPlane {
     kubeconfig: PathBuf,
     apiserver_bin: PathBuf,
     etcd_bin: PathBuf,
-    server: Option<Tethered>,
+    server: Option<Tether>,
 }
 
 impl ControlPlane {
@@ -1079,12 +1088,12 @@ impl ControlPlane {
         };
         let dir = work.join("control-plane");
         std::fs::create_dir_all(&dir)?;
-        let server = Tethered::spawn(
+        let server = Tether::spawn(
             &script,
             &["run", dir.to_str().context("a UTF-8 path")?],
             &[],
             &work.join("control-plane.log"),
-        );
+        )?;
         let ready = dir.join("ready");
         wait_until(
             "the control plane to be ready",
@@ -1150,7 +1159,7 @@ impl Drop for ControlPlane {
 
 /// The operator binary as a process, tethered to this one.
 struct Operator {
-    process: Tethered,
+    process: Tether,
     pid: u32,
     health_port: u16,
     /// When the kernel started the process.
@@ -1158,7 +1167,12 @@ struct Operator {
 }
 
 impl Operator {
-    fn spawn(binary: &Path, kubeconfig: &Path, args: &[String], log: PathBuf) -> Operator {
+    fn spawn(
+        binary: &Path,
+        kubeconfig: &Path,
+        args: &[String],
+        log: PathBuf,
+    ) -> anyhow::Result<Operator> {
         let metrics_port = free_port();
         let health_port = free_port();
         let metrics = format!("127.0.0.1:{metrics_port}");
@@ -1174,7 +1188,7 @@ impl Operator {
         ];
         all_args.extend(args.iter().map(String::as_str));
         let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path");
-        let process = Tethered::spawn(
+        let process = Tether::spawn(
             binary,
             &all_args,
             &[
@@ -1186,20 +1200,20 @@ impl Operator {
                 ("RUST_LOG", "info"),
             ],
             &log,
-        );
+        )?;
         let binary_name = binary.to_string_lossy().into_owned();
         let pid = find_pid_blocking(
             |argv| argv.first().is_some_and(|a| *a == binary_name) && argv.contains(&health),
             Duration::from_secs(10),
         )
-        .expect("the operator process appears");
+        .context("the operator's process did not appear")?;
         let started = process_start(pid).unwrap_or_else(Instant::now);
-        Operator {
+        Ok(Operator {
             process,
             pid,
             health_port,
             started,
-        }
+        })
     }
 
     /// Polls /readyz until it answers 200; returns when it did.
@@ -1376,6 +1390,7 @@ impl CpuSnapshot {
 }
 
 /// CPU used during one phase of the run, per process, in seconds.
+#[derive(Clone)]
 struct Phase {
     name: String,
     wall: Duration,
@@ -1405,11 +1420,117 @@ impl Phase {
     }
 }
 
-struct RemoveOnDrop(PathBuf);
+/// A process run under scripts/tether.py, which stops it when the pipe to this process closes:
+/// when the handle is dropped, or however the benchmark ends. tether.py gets a process group of
+/// its own, so that a signal sent to the benchmark's group (Ctrl-C, `timeout`, a CI runner
+/// cancelling the job) ends the benchmark but not tether.py, which then stops the server.
+struct Tether {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
 
-impl Drop for RemoveOnDrop {
+impl Tether {
+    fn spawn(
+        program: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: &Path,
+    ) -> anyhow::Result<Tether> {
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut child = Command::new(repo_root().join("scripts/tether.py"))
+            .arg(program)
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        let stdin = child.stdin.take();
+        Ok(Tether { child, stdin })
+    }
+
+    /// Stops the process and waits until it is gone.
+    fn stop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Tether {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.stop();
+    }
+}
+
+/// The moto S3 server on a loopback port, recording every request it receives.
+struct MotoServer {
+    port: u16,
+    dir: PathBuf,
+    _server: Tether,
+}
+
+impl MotoServer {
+    fn start(venv: &Path, work: &Path) -> anyhow::Result<MotoServer> {
+        let port = free_port();
+        let dir = work.join("moto");
+        std::fs::create_dir_all(&dir)?;
+        let recording = dir.join("requests.jsonl");
+        let server = Tether::spawn(
+            &venv.join("bin/moto_server"),
+            &["-H", "127.0.0.1", "-p", &port.to_string()],
+            &[
+                ("MOTO_DISABLE_GLOBAL_CORS", "true"),
+                ("MOTO_ENABLE_RECORDING", "true"),
+                (
+                    "MOTO_RECORDER_FILEPATH",
+                    recording.to_str().context("a UTF-8 path")?,
+                ),
+            ],
+            &dir.join("moto.log"),
+        )?;
+        wait_until("moto to answer", Duration::from_secs(60), || {
+            http_answers(port, "/moto-api/")
+        });
+        Ok(MotoServer {
+            port,
+            dir,
+            _server: server,
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn recording(&self) -> PathBuf {
+        self.dir.join("requests.jsonl")
+    }
+
+    /// The benchmark's own S3 client (credentials other than the operator's).
+    fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .force_path_style(true)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "bench"))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}
+
+/// Removes `key` wherever it appears in `value`.
+fn strip_key(value: &mut Value, key: &str) {
+    match value {
+        Value::Object(map) => {
+            map.remove(key);
+            map.values_mut().for_each(|v| strip_key(v, key));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| strip_key(v, key)),
+        _ => {}
     }
 }
 
@@ -2028,6 +2149,45 @@ impl Report {
         t
     }
 
+    /// What the CPU accounting says about the convergence figure at each size.
+    fn reading(&self) -> String {
+        let mut md = String::from(
+            "\n## Where convergence time goes\n\nCPU seconds used by each process from the \
+             first create until every object was Ready (`/proc/<pid>/stat`). The bare-SDK \
+             limit keeps only the S3 server busy; converging also runs the Kubernetes API \
+             server, etcd and the operator on the same CPUs, so the sum of all CPU time \
+             divided by the number of CPUs bounds the convergence time from below.\n\n\
+             | objects | converged | machine busy | kube-apiserver | etcd | moto | operator | benchmark | total | total ÷ CPUs | moto during the limit |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        let cpus = self.machine.cpus as f64;
+        for s in &self.sizes {
+            let c = &s.converge_cpu;
+            let get = |name: &str| c.cpu.get(name).copied().unwrap_or(0.0);
+            let total: f64 = c.cpu.values().sum();
+            let floor = total / cpus;
+            let limit_moto = s.limit_cpu.cpu.get("moto").copied().unwrap_or(0.0);
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} s | {:.0}% | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} s = {:.2}× the limit | {:.1} in {:.1} s |",
+                thousands(s.n),
+                s.converged.as_secs_f64(),
+                100.0 * c.machine / (cpus * c.wall.as_secs_f64()),
+                get("kube-apiserver"),
+                get("etcd"),
+                get("moto"),
+                get("operator"),
+                get("bench"),
+                total,
+                floor,
+                floor / s.limit.as_secs_f64(),
+                limit_moto,
+                s.limit.as_secs_f64(),
+            );
+        }
+        md
+    }
+
     fn markdown(&self) -> String {
         let m = &self.machine;
         let v = &self.versions;
@@ -2054,11 +2214,16 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "- Versions: {}; kube-apiserver {}; {}; moto {}; {}\n",
-            v.rustc, v.apiserver, v.etcd, v.moto, v.aws
+            "- Versions: {}; kube-apiserver {}; etcd {}; moto {}; {}\n",
+            v.rustc,
+            v.apiserver.trim_start_matches("Kubernetes "),
+            v.etcd.trim_start_matches("etcd Version: "),
+            v.moto,
+            v.aws
         );
         md.push_str("## Results\n\n");
         md.push_str(&self.table());
+        md.push_str(&self.reading());
         md.push_str(
             "\n## What is measured\n\n\
              - **Convergence**: N buckets are created in moto first; the operator \
