@@ -23,9 +23,10 @@ pub use reconcile::Error;
 
 use crate::admission;
 use crate::api::{BucketCors, ManagementPolicy};
+use crate::cors::CorsRule;
 use crate::http::{Gauges, Readiness};
 use crate::metrics::Metrics;
-use crate::s3::{Checksum, CorsStore};
+use crate::s3::{BucketTarget, Checksum, CorsStore, Operation, S3Error};
 
 /// Name under which the operator writes status and Events.
 pub const MANAGER: &str = "bucketcors";
@@ -66,7 +67,7 @@ impl Default for Settings {
 /// Everything a reconcile needs, built once.
 pub struct Context<S> {
     pub client: Client,
-    pub store: S,
+    store: S,
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
@@ -126,6 +127,26 @@ impl<S: CorsStore> Context<S> {
             })?;
         let owner = ObjectRef::from(owner.as_ref());
         (owner != ObjectRef::from(obj)).then_some(owner)
+    }
+
+    // Every S3 call goes through these three, so that each is counted once, by operation and
+    // outcome.
+    async fn get_cors(&self, target: &BucketTarget) -> Result<Vec<CorsRule>, S3Error> {
+        let result = self.store.get_cors(target).await;
+        self.metrics.s3(Operation::GetBucketCors, &result);
+        result
+    }
+
+    async fn put_cors(&self, target: &BucketTarget, rules: &[CorsRule]) -> Result<(), S3Error> {
+        let result = self.store.put_cors(target, rules).await;
+        self.metrics.s3(Operation::PutBucketCors, &result);
+        result
+    }
+
+    async fn delete_cors(&self, target: &BucketTarget) -> Result<(), S3Error> {
+        let result = self.store.delete_cors(target).await;
+        self.metrics.s3(Operation::DeleteBucketCors, &result);
+        result
     }
 
     /// When to look at the object again after a pass that ended well (or failed for good).

@@ -20,7 +20,7 @@ use crate::api::{
 };
 use crate::cors::{self, Plan};
 use crate::reason::Reason;
-use crate::s3::{BucketTarget, CorsStore, Operation, S3Error};
+use crate::s3::{BucketTarget, CorsStore, S3Error};
 use crate::status::{self, Outcome};
 
 /// Failures of the Kubernetes side of a pass; the S3 side ends in the status instead.
@@ -155,9 +155,7 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
         )));
     }
     let target = target::resolve(obj, ctx).await?;
-    let observed = ctx.store.get_cors(&target).await;
-    ctx.metrics.s3(Operation::GetBucketCors, &observed);
-    let observed = observed?;
+    let observed = ctx.get_cors(&target).await?;
     let plan = cors::diff(&spec.rules, &observed);
     let mut recorded = None;
     if plan.writes() && spec.management_policy == ManagementPolicy::Full {
@@ -184,9 +182,7 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
             None,
         ),
         (Plan::Put(rules), ManagementPolicy::Full) => {
-            let put = ctx.store.put_cors(&target, rules).await;
-            ctx.metrics.s3(Operation::PutBucketCors, &put);
-            put?;
+            ctx.put_cors(&target, rules).await?;
             (
                 Outcome::new(
                     Reason::Applied,
@@ -197,9 +193,7 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
             )
         }
         (Plan::Delete, ManagementPolicy::Full) => {
-            let delete = ctx.store.delete_cors(&target).await;
-            ctx.metrics.s3(Operation::DeleteBucketCors, &delete);
-            delete?;
+            ctx.delete_cors(&target).await?;
             (
                 Outcome::new(Reason::Applied, "removed the bucket's CORS configuration")
                     .with_rule_count(0),
@@ -358,16 +352,14 @@ async fn undo<S: CorsStore>(
     restore: Option<&Vec<cors::CorsRule>>,
 ) -> Result<String, Outcome> {
     let result = match restore {
-        Some(rules) => {
-            let put = ctx.store.put_cors(target, rules).await;
-            ctx.metrics.s3(Operation::PutBucketCors, &put);
-            put.map(|()| format!("put back the {} rule(s) the bucket had before", rules.len()))
-        }
-        None => {
-            let delete = ctx.store.delete_cors(target).await;
-            ctx.metrics.s3(Operation::DeleteBucketCors, &delete);
-            delete.map(|()| "removed the bucket's CORS configuration".to_owned())
-        }
+        Some(rules) => ctx
+            .put_cors(target, rules)
+            .await
+            .map(|()| format!("put back the {} rule(s) the bucket had before", rules.len())),
+        None => ctx
+            .delete_cors(target)
+            .await
+            .map(|()| "removed the bucket's CORS configuration".to_owned()),
     };
     match result {
         // Nothing left to clean when the bucket itself is gone.
