@@ -13,8 +13,6 @@ use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 use aws_sdk_s3::primitives::ByteStream;
 use bucketcors::api::{BucketCors, BucketCorsSpec, SecretRef};
 use bucketcors::cors::CorsRule;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, PostParams};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -253,25 +251,8 @@ impl World {
         node_modules();
         let store = S3Server::ceph_rgw();
         let h = Harness::start_with(&store.endpoint).await;
-        let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.namespace);
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some("store".into()),
-                ..Default::default()
-            },
-            string_data: Some(
-                [
-                    ("AWS_ACCESS_KEY_ID".to_owned(), store.access_key.clone()),
-                    ("AWS_SECRET_ACCESS_KEY".to_owned(), store.secret_key.clone()),
-                ]
-                .into(),
-            ),
-            ..Default::default()
-        };
-        secrets
-            .create(&PostParams::default(), &secret)
-            .await
-            .unwrap();
+        h.create_credentials_secret("store", &store.access_key, &store.secret_key)
+            .await;
         let s3 = store.client();
         let bucket = unique_name("browser");
         s3.create_bucket().bucket(&bucket).send().await.unwrap();

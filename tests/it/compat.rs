@@ -8,8 +8,6 @@ use std::time::Duration;
 use bucketcors::api::{BucketCorsSpec, DeletionPolicy, SecretRef};
 use bucketcors::cors::{self, CorsRule};
 use bucketcors::s3::{BucketTarget, Checksum, CorsStore, Credentials};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 
 use crate::support::fault_proxy::FaultProxy;
@@ -45,25 +43,8 @@ impl<'a> Suite<'a> {
     async fn start(store: &'a S3Server) -> Suite<'a> {
         let proxy = FaultProxy::start(&store.endpoint).await;
         let h = Harness::start_with(&proxy.endpoint()).await;
-        let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.namespace);
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some("store".into()),
-                ..Default::default()
-            },
-            string_data: Some(
-                [
-                    ("AWS_ACCESS_KEY_ID".to_owned(), store.access_key.clone()),
-                    ("AWS_SECRET_ACCESS_KEY".to_owned(), store.secret_key.clone()),
-                ]
-                .into(),
-            ),
-            ..Default::default()
-        };
-        secrets
-            .create(&PostParams::default(), &secret)
-            .await
-            .unwrap();
+        h.create_credentials_secret("store", &store.access_key, &store.secret_key)
+            .await;
         Suite {
             store,
             h,

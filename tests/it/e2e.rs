@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use bucketcors::api::{DeletionPolicy, ManagementPolicy, SecretRef};
 use bucketcors::cors::CorsRule;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, PostParams};
 
 use crate::support::harness::{
     Harness, PROMPTLY, RESYNC, bucket_cors, eventually, put_behind_the_back,
@@ -98,10 +96,7 @@ async fn updates_reach_the_bucket_and_only_real_changes_are_written() {
     let updated = h
         .update("web", &h.spec(&bucket, vec![app(), public(), uploads()]))
         .await;
-    h.wait_for("web", "updated", PROMPTLY, |o| {
-        o.status.as_ref().and_then(|s| s.observed_generation) == updated.metadata.generation
-    })
-    .await;
+    h.wait_observed("web", updated.metadata.generation).await;
     assert_eq!(
         bucket_cors(&moto.client(), &bucket).await,
         vec![app(), public(), uploads()]
@@ -116,11 +111,7 @@ async fn updates_reach_the_bucket_and_only_real_changes_are_written() {
     let reordered = h
         .update("web", &h.spec(&bucket, vec![shuffled, public(), uploads()]))
         .await;
-    let seen = h
-        .wait_for("web", "seen", PROMPTLY, |o| {
-            o.status.as_ref().and_then(|s| s.observed_generation) == reordered.metadata.generation
-        })
-        .await;
+    let seen = h.wait_observed("web", reordered.metadata.generation).await;
     assert_eq!(seen.ready_condition().unwrap().reason, "InSync");
     assert_eq!(
         moto.cors_writes(&bucket),
@@ -132,10 +123,7 @@ async fn updates_reach_the_bucket_and_only_real_changes_are_written() {
     let swapped = h
         .update("web", &h.spec(&bucket, vec![public(), app(), uploads()]))
         .await;
-    h.wait_for("web", "swapped", PROMPTLY, |o| {
-        o.status.as_ref().and_then(|s| s.observed_generation) == swapped.metadata.generation
-    })
-    .await;
+    h.wait_observed("web", swapped.metadata.generation).await;
     assert_eq!(
         bucket_cors(&moto.client(), &bucket).await,
         vec![public(), app(), uploads()]
@@ -367,28 +355,8 @@ async fn credentials_come_from_a_secret_in_the_objects_namespace() {
         "no S3 call without credentials"
     );
 
-    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.namespace);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("s3-creds".into()),
-            ..Default::default()
-        },
-        string_data: Some(
-            [
-                ("AWS_ACCESS_KEY_ID".to_owned(), "AKIASECRETREF".to_owned()),
-                (
-                    "AWS_SECRET_ACCESS_KEY".to_owned(),
-                    "do-not-print-me\n".to_owned(),
-                ),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    h.create_credentials_secret("s3-creds", "AKIASECRETREF", "do-not-print-me\n")
+        .await;
 
     let applied = h.wait_reason("web", "Applied").await;
     assert_eq!(bucket_cors(&moto.client(), &bucket).await, vec![app()]);

@@ -9,8 +9,8 @@ use bucketcors::api::SecretRef;
 use bucketcors::cors::CorsRule;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Api, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, PostParams};
 use serde_json::Value;
 
 use crate::support::harness::{Harness, PROMPTLY, bucket_cors, eventually, put_behind_the_back};
@@ -23,28 +23,6 @@ const SECRET_VALUE: &str = "wJalrXUtnFEMI-never-log-me";
 
 fn rules(origin: &str) -> Vec<CorsRule> {
     vec![CorsRule::new([origin], ["GET"])]
-}
-
-async fn create_secret(h: &Harness, name: &str) {
-    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.namespace);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        string_data: Some(
-            [
-                ("AWS_ACCESS_KEY_ID".to_owned(), "AKIAPROCESSTEST".to_owned()),
-                ("AWS_SECRET_ACCESS_KEY".to_owned(), SECRET_VALUE.to_owned()),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
 }
 
 fn log_path(name: &str) -> PathBuf {
@@ -71,7 +49,8 @@ async fn the_process_serves_health_and_metrics_and_never_logs_secrets() {
     })
     .await;
 
-    create_secret(&h, "creds").await;
+    h.create_credentials_secret("creds", "AKIAPROCESSTEST", SECRET_VALUE)
+        .await;
     let mut spec = h.spec(&bucket, rules("https://a.example.com"));
     spec.credentials_secret_ref = Some(SecretRef {
         name: "creds".into(),
@@ -198,10 +177,7 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_dies() {
     let updated = h
         .update("web", &h.spec(&bucket, rules("https://two.example.com")))
         .await;
-    h.wait_for("web", "applied by the new leader", PROMPTLY, |o| {
-        o.status.as_ref().and_then(|s| s.observed_generation) == updated.metadata.generation
-    })
-    .await;
+    h.wait_observed("web", updated.metadata.generation).await;
     let took_over = killed.elapsed();
     assert_ne!(
         holder(&h, "bucketcors").await.as_deref(),
@@ -345,7 +321,8 @@ async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
         &[],
         log_path("rbac"),
     );
-    create_secret(&h, "creds").await;
+    h.create_credentials_secret("creds", "AKIAPROCESSTEST", SECRET_VALUE)
+        .await;
     let mut spec = h.spec(&bucket, rules("https://a.example.com"));
     spec.credentials_secret_ref = Some(SecretRef {
         name: "creds".into(),

@@ -115,11 +115,7 @@ async fn a_configuration_found_on_the_bucket_is_recorded_and_restore_puts_it_bac
     h.restart_controller().await;
     spec.rules = rules_b();
     let updated = h.update("web", &spec).await;
-    let after = h
-        .wait_for("web", "updated", PROMPTLY, |o| {
-            o.status.as_ref().and_then(|s| s.observed_generation) == updated.metadata.generation
-        })
-        .await;
+    let after = h.wait_observed("web", updated.metadata.generation).await;
     assert_eq!(
         after.status.unwrap().previous_configuration.unwrap().rules,
         found

@@ -10,7 +10,7 @@ use bucketcors::api::{BucketCors, BucketCorsSpec, DeletionPolicy, ManagementPoli
 use bucketcors::controller::{self, Context, Settings};
 use bucketcors::cors::CorsRule;
 use bucketcors::s3::SdkStore;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use tokio::sync::oneshot;
@@ -181,6 +181,45 @@ impl Harness {
             .delete(name, &DeleteParams::default())
             .await
             .unwrap();
+    }
+
+    /// Creates a Secret in this test's namespace with the keys the operator reads.
+    pub async fn create_credentials_secret(
+        &self,
+        name: &str,
+        access_key_id: &str,
+        secret_access_key: &str,
+    ) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            string_data: Some(
+                [
+                    ("AWS_ACCESS_KEY_ID".to_owned(), access_key_id.to_owned()),
+                    (
+                        "AWS_SECRET_ACCESS_KEY".to_owned(),
+                        secret_access_key.to_owned(),
+                    ),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the status describes `generation` (the controller has seen that spec).
+    pub async fn wait_observed(&self, name: &str, generation: Option<i64>) -> BucketCors {
+        self.wait_for(name, "observed", PROMPTLY, |o| {
+            o.status.as_ref().and_then(|s| s.observed_generation) == generation
+        })
+        .await
     }
 
     /// Waits until the object satisfies `check`, polling; panics after `deadline` with the last
