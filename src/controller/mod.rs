@@ -1,6 +1,7 @@
 //! The kube-runtime controller: watches BucketCors objects and drives each through
 //! validate → read the bucket → plan → write → status.
 
+mod events;
 mod reconcile;
 mod target;
 
@@ -12,7 +13,6 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::predicates;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, watcher};
@@ -68,7 +68,7 @@ impl Default for Settings {
 pub struct Context<S> {
     pub client: Client,
     store: S,
-    pub recorder: Recorder,
+    events: events::Events,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     /// What /readyz reports: caches synced, or standing by for the Lease.
@@ -82,12 +82,8 @@ pub struct Context<S> {
 
 impl<S: CorsStore> Context<S> {
     pub fn new(client: Client, store: S, settings: Settings) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: events::Events::new(client.clone(), MANAGER, std::env::var("POD_NAME").ok()),
             client,
             store,
             settings,
@@ -109,11 +105,12 @@ impl<S: CorsStore> Context<S> {
         self.synced.wait().await;
         let stores: Vec<Store<BucketCors>> = self.stores.read().expect("poisoned").clone();
         let key = target::bucket_of(obj, self).key();
+        // Only the objects naming the same bucket are copied out of the caches: a pass costs
+        // one comparison per watched object, not a copy of every cache.
         let owner = stores
             .iter()
-            .flat_map(|store| store.state())
-            .filter(|o| o.spec.bucket == obj.spec.bucket && writes(o))
-            .filter(|o| target::bucket_of(o, self).key() == key)
+            .flat_map(|store| store.state_filter(|o| o.spec.bucket == obj.spec.bucket))
+            .filter(|o| writes(o) && target::bucket_of(o, self).key() == key)
             .min_by(|a, b| {
                 let rank = |o: &BucketCors| {
                     (
@@ -235,7 +232,11 @@ pub async fn run<S: CorsStore>(
             let changes = watcher(api.clone(), watcher::Config::default().any_semantic())
                 .default_backoff()
                 // Server-side apply bookkeeping is most of an object's size and never read here.
-                .modify(|obj: &mut BucketCors| obj.metadata.managed_fields = None)
+                .modify(|obj: &mut BucketCors| {
+                    obj.metadata.managed_fields = None;
+                    // kubectl's last-applied-configuration copies the whole spec again.
+                    obj.metadata.annotations = None;
+                })
                 .reflect(writer)
                 .inspect(move |event| {
                     if !listed && matches!(event, Ok(watcher::Event::InitDone)) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -427,26 +427,12 @@ async fn publish<S>(
     reason: &str,
     note: &str,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(truncate(note, 1000)),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
     // Events are best effort: a failure to record one must not fail the pass.
-    if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+    if let Err(err) = ctx
+        .events
+        .publish(obj, type_, reason, "Reconcile", note)
+        .await
+    {
         tracing::warn!(object = %ObjectRef::from(obj), error = %err, "failed to publish event");
     }
-}
-
-fn truncate(text: &str, max_bytes: usize) -> String {
-    if text.len() <= max_bytes {
-        return text.to_owned();
-    }
-    let mut end = max_bytes;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

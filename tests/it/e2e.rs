@@ -166,6 +166,39 @@ async fn changes_made_behind_the_operators_back_are_reverted_within_one_resync()
         || async { bucket_cors(&s3, &bucket).await == vec![app(), public()] },
     )
     .await;
+
+    // The same Event three times (first write, two restores) is one Event with a series of
+    // three, not three objects.
+    let applied = || async {
+        h.event_objects("web")
+            .await
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Applied"))
+            .collect::<Vec<_>>()
+    };
+    eventually("the third Applied Event", PROMPTLY, || async {
+        let events = applied().await;
+        events.len() > 1
+            || events
+                .iter()
+                .any(|e| e.series.as_ref().is_some_and(|s| s.count >= 3))
+    })
+    .await;
+    let events = applied().await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        events[0].series.as_ref().map(|s| s.count),
+        Some(3),
+        "{events:#?}"
+    );
+    assert_eq!(
+        events[0].reporting_controller.as_deref(),
+        Some("bucketcors")
+    );
+    assert_eq!(
+        events[0].note.as_deref(),
+        Some("put 2 rule(s) on the bucket")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -275,6 +275,21 @@ impl Harness {
 
     /// The Events about object `name`, as (type, reason, note).
     pub async fn events(&self, name: &str) -> Vec<(String, String, String)> {
+        self.event_objects(name)
+            .await
+            .into_iter()
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// The Event objects about object `name`, as the API server holds them.
+    pub async fn event_objects(&self, name: &str) -> Vec<Event> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
         events
             .list(&ListParams::default())
@@ -283,13 +298,6 @@ impl Harness {
             .items
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| {
-                (
-                    e.type_.unwrap_or_default(),
-                    e.reason.unwrap_or_default(),
-                    e.note.unwrap_or_default(),
-                )
-            })
             .collect()
     }
 }

@@ -1,0 +1,283 @@
+//! Kubernetes Events (`events.k8s.io/v1`) about BucketCors objects.
+//!
+//! The same Event again within [`SERIES_WINDOW`] (same object, type, reason and note) bumps
+//! the first one's series count instead of creating another object, as kubectl and the
+//! Kubernetes event libraries do. Only a small key per recent Event is kept for that, never the
+//! Event itself, so memory stays proportional to what happened in the last few minutes.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::EventType;
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::api::BucketCors;
+
+/// How long a published Event can still grow a series (kube-runtime and client-go use
+/// six minutes, too).
+pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+// Longest Event name the API server takes (a DNS subdomain).
+const NAME_MAX: usize = 253;
+// Longest note the API server takes is 1 KiB.
+const NOTE_MAX: usize = 1000;
+
+fn type_name(type_: EventType) -> &'static str {
+    match type_ {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    }
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct SeriesKey {
+    uid: String,
+    type_: EventType,
+    reason: String,
+    note: u64,
+}
+
+struct Series {
+    namespace: String,
+    name: String,
+    count: i32,
+    last: Instant,
+}
+
+/// Publishes Events as one controller (and instance).
+pub struct Events {
+    client: Client,
+    controller: String,
+    instance: String,
+    recent: Mutex<Recent>,
+}
+
+#[derive(Default)]
+struct Recent {
+    series: HashMap<SeriesKey, Series>,
+    swept: Option<Instant>,
+}
+
+impl Recent {
+    // Forgets Events too old to grow; at most once a minute, so publishing stays O(1).
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .swept
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.swept = Some(now);
+        self.series
+            .retain(|_, s| now.duration_since(s.last) < SERIES_WINDOW);
+        self.series.shrink_to_fit();
+    }
+}
+
+impl Events {
+    /// `instance` names this replica (the Pod's name); the controller's name when absent.
+    pub fn new(client: Client, controller: &str, instance: Option<String>) -> Self {
+        Events {
+            client,
+            controller: controller.to_owned(),
+            instance: instance.unwrap_or_else(|| controller.to_owned()),
+            recent: Mutex::default(),
+        }
+    }
+
+    /// Records an Event about `obj`, or counts it again when it repeats a recent one.
+    pub async fn publish(
+        &self,
+        obj: &BucketCors,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) -> Result<(), kube::Error> {
+        let namespace = obj.namespace().unwrap_or_else(|| "default".to_owned());
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let note = truncate(note, NOTE_MAX);
+        let key = SeriesKey {
+            uid: obj.uid().unwrap_or_default(),
+            type_,
+            reason: reason.to_owned(),
+            note: {
+                let mut hasher = DefaultHasher::new();
+                note.hash(&mut hasher);
+                hasher.finish()
+            },
+        };
+        let now = Instant::now();
+        let repeat = {
+            let mut recent = self.recent.lock().expect("poisoned");
+            recent.sweep(now);
+            recent
+                .series
+                .get_mut(&key)
+                .filter(|s| now.duration_since(s.last) < SERIES_WINDOW)
+                .map(|s| {
+                    s.count += 1;
+                    s.last = now;
+                    (s.namespace.clone(), s.name.clone(), s.count)
+                })
+        };
+        if let Some((namespace, name, count)) = repeat {
+            let series = serde_json::json!({
+                "series": EventSeries { count, last_observed_time: MicroTime(Timestamp::now()) }
+            });
+            let patched = Api::<Event>::namespaced(self.client.clone(), &namespace)
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
+                .await;
+            match patched {
+                Ok(_) => return Ok(()),
+                // Expired or deleted meanwhile: start a new one.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => return Err(err),
+            }
+        }
+
+        let event = self.event(obj, &namespace, type_, reason, action, note);
+        let name = event.metadata.name.clone().unwrap_or_default();
+        api.create(&PostParams::default(), &event).await?;
+        self.recent.lock().expect("poisoned").series.insert(
+            key,
+            Series {
+                namespace,
+                name,
+                count: 1,
+                last: now,
+            },
+        );
+        Ok(())
+    }
+
+    fn event(
+        &self,
+        obj: &BucketCors,
+        namespace: &str,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Event {
+        let now = Timestamp::now();
+        let suffix = format!(".{:x}", now.as_nanosecond());
+        let object = obj.name_any();
+        let prefix = truncate_bytes(&object, NAME_MAX - suffix.len());
+        Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{prefix}{suffix}")),
+                namespace: Some(namespace.to_owned()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(type_name(type_).to_owned()),
+            reason: Some(reason.to_owned()),
+            action: Some(action.to_owned()),
+            note: Some(note),
+            regarding: Some(reference(obj)),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Event::default()
+        }
+    }
+}
+
+fn reference(obj: &BucketCors) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(BucketCors::api_version(&()).into_owned()),
+        kind: Some(BucketCors::kind(&()).into_owned()),
+        namespace: obj.namespace(),
+        name: obj.meta().name.clone(),
+        uid: obj.uid(),
+        resource_version: obj.resource_version(),
+        ..ObjectReference::default()
+    }
+}
+
+fn truncate_bytes(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// `text` cut to at most `max_bytes` plus an ellipsis when it is longer.
+pub fn truncate(text: &str, max_bytes: usize) -> String {
+    let cut = truncate_bytes(text, max_bytes);
+    if cut.len() == text.len() {
+        text.to_owned()
+    } else {
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_char_boundaries() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc…");
+        // 'é' is two bytes: cutting inside it backs off to the boundary.
+        assert_eq!(truncate("aé", 2), "a…");
+        assert_eq!(truncate_bytes("ééé", 5), "éé");
+    }
+
+    fn series(name: &str, last: Instant) -> (SeriesKey, Series) {
+        let key = SeriesKey {
+            uid: name.into(),
+            type_: EventType::Normal,
+            reason: "Applied".into(),
+            note: 0,
+        };
+        let series = Series {
+            namespace: "ns".into(),
+            name: name.into(),
+            count: 1,
+            last,
+        };
+        (key, series)
+    }
+
+    fn names(recent: &Recent) -> Vec<String> {
+        let mut names: Vec<_> = recent.series.values().map(|s| s.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn sweep_forgets_expired_series_at_most_once_a_minute() {
+        let start = Instant::now();
+        let mut recent = Recent::default();
+        recent.series.extend([
+            series("old", start),
+            series("new", start + Duration::from_secs(5 * 60)),
+        ]);
+        recent.sweep(start + Duration::from_secs(30));
+        assert_eq!(
+            names(&recent),
+            ["new", "old"],
+            "nothing is a window old yet"
+        );
+
+        // Within a minute of the last sweep nothing is swept, even what has expired.
+        recent.sweep(start + SERIES_WINDOW);
+        assert_eq!(names(&recent), ["new", "old"]);
+
+        recent.sweep(start + SERIES_WINDOW + Duration::from_secs(31));
+        assert_eq!(names(&recent), ["new"]);
+    }
+}
