@@ -266,7 +266,7 @@ mod tests {
             series("old", start),
             series("new", start + Duration::from_secs(5 * 60)),
         ]);
-        recent.sweep(start + Duration::from_secs(30));
+        recent.sweep(start + SERIES_WINDOW - Duration::from_secs(30));
         assert_eq!(
             names(&recent),
             ["new", "old"],
@@ -274,10 +274,10 @@ mod tests {
         );
 
         // Within a minute of the last sweep nothing is swept, even what has expired.
-        recent.sweep(start + SERIES_WINDOW);
+        recent.sweep(start + SERIES_WINDOW + Duration::from_secs(10));
         assert_eq!(names(&recent), ["new", "old"]);
 
-        recent.sweep(start + SERIES_WINDOW + Duration::from_secs(31));
+        recent.sweep(start + SERIES_WINDOW + Duration::from_secs(30));
         assert_eq!(names(&recent), ["new"]);
     }
 }
