@@ -19,11 +19,12 @@ demo: ## Local control plane + S3 server + operator + examples/, then show the r
 demo-down: ## Stop everything `make demo` started
 	scripts/demo.sh down
 
-tools: ## Install what the tests call: kubectl, aws, moto, kube-apiserver, etcd, Ceph RGW, s3s-fs, Chromium
+tools: ## Install what the tests call: kubectl, aws, moto, kube-apiserver, etcd, Ceph RGW, Garage, s3s-fs, Chromium
 	scripts/tools.sh
 	scripts/control-plane.sh build
 	scripts/rgw.sh install
 	scripts/s3s-fs.sh build
+	scripts/garage.sh build >/dev/null
 	scripts/browser.sh install >/dev/null
 
 test: lint tools chart-check ## Lint, chart checks, then every test against real servers (installs what they need)

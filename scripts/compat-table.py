@@ -16,6 +16,9 @@ lines = [
     "|---|---|---|---|---|---|",
 ]
 for r in reports:
+    if r.get("skipped"):
+        lines.append(f"| {r['store']} | {r['version']} | — | {r['skipped']} | n/a | — |")
+        continue
     passed = [x for x in r["results"] if x["passed"]]
     works = "; ".join(x["scenario"].split(":")[0] for x in passed) or "—"
     quirks = "; ".join(r["quirks"]) or "none seen"

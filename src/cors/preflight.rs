@@ -74,15 +74,17 @@
 //! - older releases do not refuse a preflight whose requested headers are not allowed; they
 //!   leave those headers out of `Access-Control-Allow-Headers`.
 //!
-//! Garage (from its `src/api/common/cors.rs`):
-//! - preflight headers are matched case-sensitively, and only exactly or through a bare `*`:
-//!   `x-amz-*` matches nothing;
-//! - origins likewise match only exactly or through a bare `*`: `https://*.example.com` matches
-//!   nothing;
-//! - `Access-Control-Allow-Origin` is the rule's `AllowedOrigin`s joined with `", "` (not the
-//!   request's origin), and `Access-Control-Allow-Headers` the rule's `AllowedHeader`s (not the
-//!   requested ones);
-//! - it never sends `Access-Control-Max-Age`, `Access-Control-Allow-Credentials` or `Vary`;
+//! Garage 2.5.0 (from its `src/api/common/cors.rs`, cross-checked by `tests/it/preflight.rs`):
+//! - requested headers are compared with `AllowedHeader` case-sensitively (one `*` wildcard
+//!   works): `Content-Type` is not allowed by `content-type`;
+//! - it never sends `Access-Control-Max-Age` or `Access-Control-Allow-Credentials`;
+//! - `Access-Control-Allow-Methods`, `-Allow-Headers` and `-Expose-Headers` are the rule's
+//!   lists joined with `", "` (the last two sent empty when the rule has none), not the
+//!   requested method and headers;
+//! - an `AllowedMethod` of `*` matches any method (AWS refuses `*` as a method);
+//! - it applies CORS to a preflight only for a bucket with a global alias: for any other bucket
+//!   name (including one made with S3's CreateBucket, which gets a key-local alias) it allows
+//!   every origin, method and header;
 //! - when nothing matches it answers 403 ("This CORS request is not allowed.").
 
 use super::rule::CorsRule;

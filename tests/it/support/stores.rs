@@ -1,6 +1,6 @@
 //! The S3 implementations the compatibility suite runs against, each a real server on
-//! loopback started once per run: moto, Ceph RGW (scripts/rgw.sh) and s3s-fs
-//! (scripts/s3s-fs.sh).
+//! loopback started once per run: moto, Ceph RGW (scripts/rgw.sh), Garage (scripts/garage.sh,
+//! when its binary is cached) and s3s-fs (scripts/s3s-fs.sh).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,8 +19,19 @@ pub struct S3Server {
     pub endpoint: String,
     pub access_key: String,
     pub secret_key: String,
+    // Garage's command line, for buckets with a global alias.
+    garage: Option<GarageCli>,
     _server: Option<Tethered>,
 }
+
+struct GarageCli {
+    bin: String,
+    config: String,
+}
+
+/// How to build the Garage binary when it is not cached, for skip messages.
+pub const GARAGE_BUILD_HINT: &str =
+    "make tools (scripts/garage.sh build, about 7 minutes on 2 cores) caches it";
 
 impl S3Server {
     pub fn moto() -> &'static S3Server {
@@ -37,6 +48,7 @@ impl S3Server {
                 endpoint: Moto::shared().endpoint(),
                 access_key: "testing".into(),
                 secret_key: "testing".into(),
+                garage: None,
                 _server: None,
             }
         })
@@ -62,6 +74,7 @@ impl S3Server {
                 endpoint: env["RGW_ENDPOINT"].clone(),
                 access_key: env["RGW_ACCESS_KEY"].clone(),
                 secret_key: env["RGW_SECRET_KEY"].clone(),
+                garage: None,
                 _server: Some(server),
             }
         })
@@ -83,9 +96,83 @@ impl S3Server {
                 endpoint: env["S3S_ENDPOINT"].clone(),
                 access_key: env["S3S_ACCESS_KEY"].clone(),
                 secret_key: env["S3S_SECRET_KEY"].clone(),
+                garage: None,
                 _server: Some(server),
             }
         })
+    }
+
+    /// Garage, when its binary is cached (`make tools` builds it); None otherwise, for a
+    /// `cargo test` run on a machine where it was never built.
+    pub fn garage() -> Option<&'static S3Server> {
+        static GARAGE: OnceLock<Option<S3Server>> = OnceLock::new();
+        GARAGE
+            .get_or_init(|| {
+                let script = repo_root().join("scripts/garage.sh");
+                let cached = Command::new(&script)
+                    .arg("cached")
+                    .output()
+                    .expect("garage.sh runs");
+                if !cached.status.success() {
+                    return None;
+                }
+                let (server, env) = run_in_foreground(&script, "garage");
+                Some(S3Server {
+                    name: "Garage",
+                    version: env["GARAGE_VERSION"].clone(),
+                    endpoint: env["GARAGE_ENDPOINT"].clone(),
+                    access_key: env["GARAGE_ACCESS_KEY"].clone(),
+                    secret_key: env["GARAGE_SECRET_KEY"].clone(),
+                    garage: Some(GarageCli {
+                        bin: env["GARAGE_BIN"].clone(),
+                        config: env["GARAGE_CONFIG"].clone(),
+                    }),
+                    _server: Some(server),
+                })
+            })
+            .as_ref()
+    }
+
+    /// Makes an empty bucket the tests' keys can use. On Garage it gets a global alias
+    /// (Garage applies CORS to preflight requests only for those); elsewhere it is S3's
+    /// CreateBucket.
+    pub async fn create_bucket(&self, name: &str) {
+        let Some(cli) = &self.garage else {
+            self.client()
+                .create_bucket()
+                .bucket(name)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("create bucket {name} on {}: {e:?}", self.name));
+            return;
+        };
+        for args in [
+            vec!["bucket", "create", name],
+            vec![
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                "--key",
+                "bucketcors",
+                name,
+            ],
+        ] {
+            let output = tokio::process::Command::new(&cli.bin)
+                .arg("-c")
+                .arg(&cli.config)
+                .args(&args)
+                .output()
+                .await
+                .expect("garage runs");
+            assert!(
+                output.status.success(),
+                "garage {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 
     /// A client of the tests' own, with this server's keys.
