@@ -519,11 +519,15 @@ impl World {
             limit_cpu,
             converge_cpu,
         };
+        let (anon, file) = operator.rss_split();
         say(&format!(
-            "S3 by the operator: {:?}; RSS peak {:.1} MiB, now {:.1} MiB",
+            "S3 by the operator: {:?}; RSS peak {:.1} MiB, now {:.1} MiB ({:.1} MiB heap and \
+             stacks, {:.1} MiB mapped from the binary and libraries)",
             result.operator_s3,
             peak_rss as f64 / MIB,
-            rss as f64 / MIB
+            rss as f64 / MIB,
+            anon as f64 / MIB,
+            file as f64 / MIB
         ));
         if keep {
             Ok((result, Some(operator)))
@@ -1233,17 +1237,28 @@ impl Operator {
 
     /// (VmHWM, VmRSS) in bytes.
     fn memory(&self) -> (u64, u64) {
+        let [peak, rss] = self.status_fields(["VmHWM:", "VmRSS:"]);
+        (peak, rss)
+    }
+
+    /// (RssAnon, RssFile) in bytes: what the process allocated, and what it maps from files.
+    fn rss_split(&self) -> (u64, u64) {
+        let [anon, file] = self.status_fields(["RssAnon:", "RssFile:"]);
+        (anon, file)
+    }
+
+    /// Fields of /proc/<pid>/status given in KiB, in bytes (0 when absent).
+    fn status_fields<const N: usize>(&self, names: [&str; N]) -> [u64; N] {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        let field = |name: &str| {
+        names.map(|name| {
             status
                 .lines()
                 .find_map(|l| l.strip_prefix(name))
                 .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse::<u64>().ok())
                 .map_or(0, |kib| kib * 1024)
-        };
-        (field("VmHWM:"), field("VmRSS:"))
+        })
     }
 }
 
