@@ -28,7 +28,7 @@ tools: ## Install what the tests call: kubectl, aws, moto, kube-apiserver, etcd,
 	scripts/browser.sh install >/dev/null
 
 test: lint tools chart-check ## Lint, chart checks, then every test against real servers (installs what they need)
-	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) && \
+	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) BUCKETCORS_REQUIRE_GARAGE=1 && \
 	  $(CARGO) test --locked --no-fail-fast
 	scripts/compat-table.py
 

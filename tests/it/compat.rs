@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::support::fault_proxy::FaultProxy;
 use crate::support::harness::{Harness, PROMPTLY, RESYNC, ambient_store, bucket_cors};
 use crate::support::process::repo_root;
-use crate::support::stores::{GARAGE_BUILD_HINT, S3Server};
+use crate::support::stores::{S3Server, garage_or_skip, garage_skipped};
 use crate::support::unique_name;
 
 fn rich() -> Vec<CorsRule> {
@@ -399,15 +399,8 @@ async fn compatibility_with_ceph_rgw() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compatibility_with_garage() {
-    let Some(store) = S3Server::garage() else {
-        // `make test` builds it first; a bare `cargo test` may run without it.
-        eprintln!(
-            "SKIPPED compatibility_with_garage: no cached Garage binary; {GARAGE_BUILD_HINT}, and make test then runs this"
-        );
-        write_skipped(
-            "Garage",
-            &format!("not run: no cached binary; {GARAGE_BUILD_HINT}"),
-        );
+    let Some(store) = garage_or_skip("compatibility_with_garage") else {
+        write_skipped("Garage", &garage_skipped());
         return;
     };
     full_suite(store).await;
