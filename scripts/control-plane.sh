@@ -39,6 +39,9 @@ TIMEOUT=${BUCKETCORS_CP_TIMEOUT:-120}
 log() { printf 'control-plane: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e '/shellcheck/d' -e 's/^# \{0,1\}//' >&2
   exit 2
@@ -279,17 +282,6 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# True when PID in pidfile $1 is alive and was started for $DIR (guards
-# against PID reuse by unrelated processes).
-running() {
-  local pid
-  [[ -f $1 ]] || return 1
-  pid=$(<"$1")
-  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-  # Zombies have an empty cmdline, so they count as stopped.
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/"
-}
-
 launch() {
   local pidfile=$1 logfile=$2
   shift 2
@@ -310,26 +302,6 @@ await() {
     fi
     sleep 0.2
   done
-}
-
-stop_pidfile() {
-  local pidfile=$1 name=$2 pid deadline
-  [[ -f $pidfile ]] || return 0
-  pid=$(<"$pidfile")
-  if running "$pidfile"; then
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 30))
-    while running "$pidfile" && ((SECONDS < deadline)); do sleep 0.2; done
-    if running "$pidfile"; then
-      log "$name ignored SIGTERM; killing"
-      kill -KILL "$pid" 2>/dev/null || true
-      deadline=$((SECONDS + 10))
-      while running "$pidfile" && ((SECONDS < deadline)); do sleep 0.2; done
-      running "$pidfile" && die "$name (pid $pid) did not exit"
-    fi
-  fi
-  rm -f "$pidfile"
 }
 
 show_log_tail() {
@@ -530,8 +502,8 @@ cmd_up() {
 }
 
 stop_all() {
-  stop_pidfile "$DIR/kube-apiserver.pid" kube-apiserver
-  stop_pidfile "$DIR/etcd.pid" etcd
+  stop_pidfile "$DIR/kube-apiserver.pid" kube-apiserver 30
+  stop_pidfile "$DIR/etcd.pid" etcd 30
 }
 
 cmd_down() {

@@ -14,9 +14,8 @@ buckets=(web-assets uploads)
 say() { printf '\n==> %s\n' "$*"; }
 log() { printf 'demo: %s\n' "$*" >&2; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # Polls "$@" until it succeeds, or fails after $deadline seconds naming $what.
 wait_for() {

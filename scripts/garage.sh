@@ -41,6 +41,9 @@ CACHED_BIN=$CACHE/garage-$GARAGE_VERSION/bin/garage
 log() { printf 'garage: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e '/shellcheck/d' -e 's/^# \{0,1\}//' >&2
   exit 2
@@ -59,27 +62,9 @@ find_binary() {
 cmd_build() {
   local start=$SECONDS
   if ! find_binary; then
-    command -v cargo >/dev/null || die "cargo is required to build Garage"
-    mkdir -p "$CACHE"
-    exec 9>"$CACHE/.garage.lock"
-    flock 9
-    if [[ ! -x $BIN ]]; then
-      local work
-      rm -rf "$CACHE"/.garage-work.*
-      work=$(mktemp -d "$CACHE/.garage-work.XXXXXX")
-      log "building Garage $GARAGE_VERSION (about 7 minutes on 2 cores)"
-      # Into a scratch root, then moved: an interrupted build leaves nothing behind.
-      if ! nice -n 10 cargo install garage --version "=$GARAGE_VERSION" --locked \
-        --no-default-features --features "$GARAGE_FEATURES" \
-        --root "$work/root" --target-dir "$work/target" >&2; then
-        rm -rf "$work"
-        die "cargo install garage $GARAGE_VERSION failed"
-      fi
-      mkdir -p "$(dirname "$BIN")"
-      mv -f "$work/root/bin/garage" "$BIN"
-      rm -rf "$work"
-    fi
-    exec 9>&-
+    log "building Garage $GARAGE_VERSION (about 7 minutes on 2 cores)"
+    cargo_install_cached garage "$GARAGE_VERSION" "$BIN" \
+      --no-default-features --features "$GARAGE_FEATURES"
   fi
   log "binary available after $((SECONDS - start))s"
   printf '%s\n' "$BIN"
@@ -88,10 +73,6 @@ cmd_build() {
 cmd_cached() {
   find_binary || die "no Garage binary at $CACHED_BIN (scripts/garage.sh build makes one)"
   printf '%s\n' "$BIN"
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 garage() { "$BIN" -c "$DIR/garage.toml" "$@"; }
@@ -112,21 +93,8 @@ await() {
 
 stop_server() {
   [[ -n ${PID:-} ]] || return 0
-  if kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID" 2>/dev/null || true
-    local deadline=$((SECONDS + 5))
-    while kill -0 "$PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    kill -KILL "$PID" 2>/dev/null || true
-  fi
-  wait "$PID" 2>/dev/null || true
+  stop_child "$PID" TERM
   PID=
-}
-
-# Any HTTP status means the S3 listener is up (unauthenticated requests get 403).
-answers_http() {
-  local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1/") || return 1
-  [[ $code != 000 ]]
 }
 
 cmd_run() {

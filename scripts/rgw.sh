@@ -32,6 +32,9 @@ TIMEOUT=${BUCKETCORS_RGW_TIMEOUT:-90}
 log() { printf 'rgw: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e '/shellcheck/d' -e 's/^# \{0,1\}//' >&2
   exit 2
@@ -52,21 +55,6 @@ cmd_install() {
 # ---------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# True when the PID in pidfile $1 is alive and was started for $DIR (guards
-# against PID reuse by unrelated processes).
-running() {
-  local pid
-  [[ -f $1 ]] || return 1
-  pid=$(<"$1")
-  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-  # Zombies have an empty cmdline, so they count as stopped.
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/"
-}
 
 # Daemons run in the foreground (-f) as children of this shell, so `run` can
 # `wait -n` on them.
@@ -105,28 +93,8 @@ show_logs() {
   done
 }
 
-stop_daemon() {
-  local name=$1 pidfile=$DIR/$1.pid pid deadline
-  [[ -f $pidfile ]] || return 0
-  pid=$(<"$pidfile")
-  if running "$pidfile"; then
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    # Short: the harness's tether escalates to SIGKILL after 10 s in total.
-    deadline=$((SECONDS + 3))
-    while running "$pidfile" && ((SECONDS < deadline)); do sleep 0.1; done
-    if running "$pidfile"; then
-      log "$name still running 3s after SIGTERM; killing"
-      kill -KILL "$pid" 2>/dev/null || true
-      deadline=$((SECONDS + 3))
-      while running "$pidfile" && ((SECONDS < deadline)); do sleep 0.1; done
-      running "$pidfile" && die "$name (pid $pid) did not exit"
-    fi
-  fi
-  # Reap it when it is our child, so no zombie outlives `run`.
-  wait "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-}
+# Short: the harness's tether escalates to SIGKILL after 10 s in total.
+stop_daemon() { stop_pidfile "$DIR/$1.pid" "$1" 3; }
 
 stop_all() {
   # Gateway first, then the OSD, then the monitor they all talk to.

@@ -32,6 +32,9 @@ CACHED_BIN=$CACHE/s3s-fs-$S3S_FS_VERSION/bin/s3s-fs
 log() { printf 's3s-fs: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e '/shellcheck/d' -e 's/^# \{0,1\}//' >&2
   exit 2
@@ -45,32 +48,8 @@ ensure_binary() {
     return 0
   fi
   BIN=$CACHED_BIN
-  [[ -x $BIN ]] && return 0
-  command -v cargo >/dev/null || die "cargo is required to build s3s-fs"
-  mkdir -p "$CACHE"
-  # Serialise concurrent builds; the loser then finds the winner's binary.
-  exec 9>"$CACHE/.s3s-fs.lock"
-  flock 9
-  if [[ ! -x $BIN ]]; then
-    local root=$CACHE/s3s-fs-$S3S_FS_VERSION work
-    rm -rf "$CACHE"/.s3s-fs-work.*
-    work=$(mktemp -d "$CACHE/.s3s-fs-work.XXXXXX")
-    log "building s3s-fs $S3S_FS_VERSION (takes a few minutes)"
-    # Install into a scratch root and move it into place, so an interrupted
-    # build never leaves a half-written binary at the cached path. nice: the
-    # build should not starve whatever else runs on the machine.
-    if ! nice -n 10 cargo install s3s-fs --version "=$S3S_FS_VERSION" --locked \
-      --features binary --root "$work/root" --target-dir "$work/target" >&2; then
-      rm -rf "$work"
-      die "cargo install s3s-fs $S3S_FS_VERSION failed"
-    fi
-    "$work/root/bin/s3s-fs" --version | grep -qF "$S3S_FS_VERSION" ||
-      die "unexpected version: $("$work/root/bin/s3s-fs" --version)"
-    mkdir -p "$root/bin"
-    mv -f "$work/root/bin/s3s-fs" "$BIN"
-    rm -rf "$work"
-  fi
-  exec 9>&-
+  [[ -x $BIN ]] || log "building s3s-fs $S3S_FS_VERSION (takes a few minutes)"
+  cargo_install_cached s3s-fs "$S3S_FS_VERSION" "$BIN" --features binary
 }
 
 cmd_build() {
@@ -80,23 +59,10 @@ cmd_build() {
   printf '%s\n' "$BIN"
 }
 
-# Any HTTP status means the listener is up (unauthenticated requests get 403).
-answers_http() {
-  local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1/") || return 1
-  [[ $code != 000 ]]
-}
-
 stop_server() {
   [[ -n ${PID:-} ]] || return 0
-  if kill -0 "$PID" 2>/dev/null; then
-    # s3s-fs shuts down gracefully only on SIGINT (it dies on TERM).
-    kill -INT "$PID" 2>/dev/null || true
-    local deadline=$((SECONDS + 5))
-    while kill -0 "$PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    kill -KILL "$PID" 2>/dev/null || true
-  fi
-  wait "$PID" 2>/dev/null || true
+  # s3s-fs shuts down gracefully only on SIGINT (it dies on TERM).
+  stop_child "$PID" INT
   PID=
 }
 
