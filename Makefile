@@ -31,6 +31,9 @@ test: lint tools chart-check ## Lint, chart checks, then every test against real
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) BUCKETCORS_REQUIRE_GARAGE=1 && \
 	  $(CARGO) test --locked --no-fail-fast
 	scripts/compat-table.py
+	@# The demo as README shows it, in a scratch folder (a running `make demo` is left alone).
+	BUCKETCORS_DEMO_DIR=$(CURDIR)/target/demo-check scripts/demo.sh up >/dev/null
+	BUCKETCORS_DEMO_DIR=$(CURDIR)/target/demo-check scripts/demo.sh down
 
 bench: ## Benchmarks against real servers, writes BENCHMARKS.md (BENCH_ARGS=--large adds 10,000 objects)
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) && \
