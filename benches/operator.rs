@@ -974,7 +974,7 @@ async fn read_cors(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<Vec<
 fn converged(obj: &BucketCors) -> bool {
     let current =
         obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation;
-    current && obj.ready_condition().is_some_and(|c| c.status == "True")
+    current && obj.is_ready()
 }
 
 fn in_sync(obj: &BucketCors) -> bool {

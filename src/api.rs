@@ -197,4 +197,9 @@ impl BucketCors {
             .iter()
             .find(|c| c.type_ == "Ready")
     }
+
+    /// Whether the Ready condition is True.
+    pub fn is_ready(&self) -> bool {
+        self.ready_condition().is_some_and(|c| c.status == "True")
+    }
 }

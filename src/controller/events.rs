@@ -24,6 +24,8 @@ use crate::api::BucketCors;
 /// How long a published Event can still grow a series (kube-runtime and client-go use
 /// six minutes, too).
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+// What the operator was doing; every Event comes from a reconcile pass.
+const ACTION: &str = "Reconcile";
 // Longest Event name the API server takes (a DNS subdomain).
 const NAME_MAX: usize = 253;
 // Longest note the API server takes is 1 KiB.
@@ -100,7 +102,6 @@ impl Events {
         obj: &BucketCors,
         type_: EventType,
         reason: &str,
-        action: &str,
         note: &str,
     ) -> Result<(), kube::Error> {
         let namespace = obj.namespace().unwrap_or_else(|| "default".to_owned());
@@ -136,7 +137,7 @@ impl Events {
             }
         }
 
-        let event = self.event(obj, &namespace, type_, reason, action, note);
+        let event = self.event(obj, &namespace, type_, reason, note);
         let name = event.metadata.name.clone().unwrap_or_default();
         api.create(&PostParams::default(), &event).await?;
         self.recent.lock().expect("poisoned").series.insert(
@@ -156,13 +157,12 @@ impl Events {
         namespace: &str,
         type_: EventType,
         reason: &str,
-        action: &str,
         note: String,
     ) -> Event {
         let now = Timestamp::now();
         let suffix = format!(".{:x}", now.as_nanosecond());
         let object = obj.name_any();
-        let prefix = truncate_bytes(&object, NAME_MAX - suffix.len());
+        let prefix = &object[..object.floor_char_boundary(NAME_MAX - suffix.len())];
         Event {
             metadata: ObjectMeta {
                 name: Some(format!("{prefix}{suffix}")),
@@ -172,7 +172,7 @@ impl Events {
             event_time: Some(MicroTime(now)),
             type_: Some(type_name(type_).to_owned()),
             reason: Some(reason.to_owned()),
-            action: Some(action.to_owned()),
+            action: Some(ACTION.to_owned()),
             note: Some(note),
             regarding: Some(reference(obj)),
             reporting_controller: Some(self.controller.clone()),
@@ -194,20 +194,10 @@ fn reference(obj: &BucketCors) -> ObjectReference {
     }
 }
 
-fn truncate_bytes(text: &str, max_bytes: usize) -> &str {
-    if text.len() <= max_bytes {
-        return text;
-    }
-    let mut end = max_bytes;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// `text` cut to at most `max_bytes` plus an ellipsis when it is longer.
-pub fn truncate(text: &str, max_bytes: usize) -> String {
-    let cut = truncate_bytes(text, max_bytes);
+/// `text` cut to at most `max_bytes` (on a character boundary) plus an ellipsis when it is
+/// longer.
+fn truncate(text: &str, max_bytes: usize) -> String {
+    let cut = &text[..text.floor_char_boundary(max_bytes)];
     if cut.len() == text.len() {
         text.to_owned()
     } else {
@@ -225,7 +215,7 @@ mod tests {
         assert_eq!(truncate("abcdef", 3), "abc…");
         // 'é' is two bytes: cutting inside it backs off to the boundary.
         assert_eq!(truncate("aé", 2), "a…");
-        assert_eq!(truncate_bytes("ééé", 5), "éé");
+        assert_eq!(truncate("ééé", 5), "éé…");
     }
 
     fn series(name: &str, last: Instant) -> (SeriesKey, Series) {

@@ -175,10 +175,7 @@ impl<S: CorsStore> Gauges for Context<S> {
     fn refresh(&self, metrics: &Metrics) {
         let stores = self.stores.read().expect("poisoned").clone();
         let objects: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
-        let ready = objects
-            .iter()
-            .filter(|o| o.ready_condition().is_some_and(|c| c.status == "True"))
-            .count();
+        let ready = objects.iter().filter(|o| o.is_ready()).count();
         metrics
             .managed_objects
             .set(i64::try_from(objects.len()).unwrap_or(i64::MAX));
@@ -194,7 +191,7 @@ fn holds_bucket(obj: &BucketCors) -> bool {
     obj.status
         .as_ref()
         .is_some_and(|s| s.previous_configuration.is_some())
-        || obj.ready_condition().is_some_and(|c| c.status == "True")
+        || obj.is_ready()
 }
 
 /// Whether `obj` would write to its bucket (so that it competes for ownership).

@@ -216,7 +216,7 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
 /// undoes a change made outside Kubernetes.
 fn already_applied(obj: &BucketCors) -> bool {
     obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation
-        && obj.ready_condition().is_some_and(|c| c.status == "True")
+        && obj.is_ready()
 }
 
 fn conflict_message<S>(
@@ -428,11 +428,7 @@ async fn publish<S>(
     note: &str,
 ) {
     // Events are best effort: a failure to record one must not fail the pass.
-    if let Err(err) = ctx
-        .events
-        .publish(obj, type_, reason, "Reconcile", note)
-        .await
-    {
+    if let Err(err) = ctx.events.publish(obj, type_, reason, note).await {
         tracing::warn!(object = %ObjectRef::from(obj), error = %err, "failed to publish event");
     }
 }
