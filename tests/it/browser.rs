@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 use aws_sdk_s3::primitives::ByteStream;
-use bucketcors::api::{BucketCors, BucketCorsSpec, SecretRef};
+use bucketcors::api::{BucketCors, BucketCorsSpec};
 use bucketcors::cors::CorsRule;
 use serde::Deserialize;
 use serde_json::json;
@@ -276,11 +276,7 @@ impl World {
     }
 
     fn spec(&self, rules: Vec<CorsRule>) -> BucketCorsSpec {
-        let mut spec = self.h.spec(&self.bucket, rules);
-        spec.credentials_secret_ref = Some(SecretRef {
-            name: "store".into(),
-        });
-        spec
+        self.h.spec_with_secret(&self.bucket, rules, "store")
     }
 
     /// Creates or updates BucketCors `name` with `rules` and waits until it is Ready for that

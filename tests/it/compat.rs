@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bucketcors::api::{BucketCorsSpec, DeletionPolicy, SecretRef};
+use bucketcors::api::{BucketCorsSpec, DeletionPolicy};
 use bucketcors::cors::{self, CorsRule};
 use bucketcors::s3::{BucketTarget, Checksum, CorsStore, Credentials};
 use serde_json::json;
@@ -55,11 +55,7 @@ impl<'a> Suite<'a> {
     }
 
     fn spec(&self, bucket: &str, rules: Vec<CorsRule>) -> BucketCorsSpec {
-        let mut spec = self.h.spec(bucket, rules);
-        spec.credentials_secret_ref = Some(SecretRef {
-            name: "store".into(),
-        });
-        spec
+        self.h.spec_with_secret(bucket, rules, "store")
     }
 
     async fn bucket(&self) -> String {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bucketcors::api::{DeletionPolicy, ManagementPolicy, SecretRef};
+use bucketcors::api::{DeletionPolicy, ManagementPolicy};
 use bucketcors::cors::CorsRule;
 
 use crate::support::harness::{
@@ -370,10 +370,7 @@ async fn credentials_come_from_a_secret_in_the_objects_namespace() {
     let h = Harness::start().await;
     let moto = Moto::shared();
     let bucket = moto.new_bucket("e2e").await;
-    let mut spec = h.spec(&bucket, vec![app()]);
-    spec.credentials_secret_ref = Some(SecretRef {
-        name: "s3-creds".into(),
-    });
+    let spec = h.spec_with_secret(&bucket, vec![app()], "s3-creds");
     h.create("web", spec).await;
 
     let missing = h.wait_reason("web", "CredentialsNotFound").await;

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bucketcors::api::SecretRef;
 use bucketcors::cors::CorsRule;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -51,10 +50,7 @@ async fn the_process_serves_health_and_metrics_and_never_logs_secrets() {
 
     h.create_credentials_secret("creds", "AKIAPROCESSTEST", SECRET_VALUE)
         .await;
-    let mut spec = h.spec(&bucket, rules("https://a.example.com"));
-    spec.credentials_secret_ref = Some(SecretRef {
-        name: "creds".into(),
-    });
+    let spec = h.spec_with_secret(&bucket, rules("https://a.example.com"), "creds");
     h.create("web", spec).await;
     h.wait_reason("web", "Applied").await;
     put_behind_the_back(&moto.client(), &bucket, "https://evil.example.com").await;
@@ -323,10 +319,7 @@ async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
     );
     h.create_credentials_secret("creds", "AKIAPROCESSTEST", SECRET_VALUE)
         .await;
-    let mut spec = h.spec(&bucket, rules("https://a.example.com"));
-    spec.credentials_secret_ref = Some(SecretRef {
-        name: "creds".into(),
-    });
+    let spec = h.spec_with_secret(&bucket, rules("https://a.example.com"), "creds");
     h.create("web", spec).await;
     h.wait_reason("web", "Applied").await;
     assert_eq!(

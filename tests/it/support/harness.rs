@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
-use bucketcors::api::{BucketCors, BucketCorsSpec, DeletionPolicy, ManagementPolicy};
+use bucketcors::api::{BucketCors, BucketCorsSpec, DeletionPolicy, ManagementPolicy, SecretRef};
 use bucketcors::controller::{self, Context, Settings};
 use bucketcors::cors::CorsRule;
 use bucketcors::s3::SdkStore;
@@ -157,6 +157,22 @@ impl Harness {
             management_policy: ManagementPolicy::Full,
             put_checksum: None,
             rules,
+        }
+    }
+
+    /// [`Harness::spec`] with credentials from Secret `secret` (see
+    /// [`Harness::create_credentials_secret`]).
+    pub fn spec_with_secret(
+        &self,
+        bucket: &str,
+        rules: Vec<CorsRule>,
+        secret: &str,
+    ) -> BucketCorsSpec {
+        BucketCorsSpec {
+            credentials_secret_ref: Some(SecretRef {
+                name: secret.to_owned(),
+            }),
+            ..self.spec(bucket, rules)
         }
     }
 

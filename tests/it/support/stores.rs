@@ -77,48 +77,25 @@ impl S3Server {
     pub fn ceph_rgw() -> &'static S3Server {
         static RGW: OnceLock<S3Server> = OnceLock::new();
         RGW.get_or_init(|| {
-            let script = repo_root().join("scripts/rgw.sh");
-            let installed = Command::new(&script)
-                .arg("install")
-                .status()
-                .expect("rgw.sh runs");
-            assert!(installed.success(), "scripts/rgw.sh install failed");
-            let (server, env) = run_in_foreground(&script, "rgw");
-            S3Server {
-                name: "Ceph RGW",
-                version: env["RGW_VERSION"]
-                    .split_whitespace()
-                    .nth(2)
-                    .unwrap_or_default()
-                    .to_owned(),
-                endpoint: env["RGW_ENDPOINT"].clone(),
-                access_key: env["RGW_ACCESS_KEY"].clone(),
-                secret_key: env["RGW_SECRET_KEY"].clone(),
-                garage: None,
-                _server: Some(server),
-            }
+            let (mut rgw, _) = S3Server::from_script("Ceph RGW", "rgw.sh", "install", "RGW")
+                .expect("scripts/rgw.sh install failed");
+            // "ceph version 16.2.15 (…) pacific (stable)"
+            rgw.version = rgw
+                .version
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or_default()
+                .to_owned();
+            rgw
         })
     }
 
     pub fn s3s_fs() -> &'static S3Server {
         static S3S: OnceLock<S3Server> = OnceLock::new();
         S3S.get_or_init(|| {
-            let script = repo_root().join("scripts/s3s-fs.sh");
-            let built = Command::new(&script)
-                .arg("build")
-                .status()
-                .expect("s3s-fs.sh runs");
-            assert!(built.success(), "scripts/s3s-fs.sh build failed");
-            let (server, env) = run_in_foreground(&script, "s3s");
-            S3Server {
-                name: "s3s-fs",
-                version: env["S3S_VERSION"].clone(),
-                endpoint: env["S3S_ENDPOINT"].clone(),
-                access_key: env["S3S_ACCESS_KEY"].clone(),
-                secret_key: env["S3S_SECRET_KEY"].clone(),
-                garage: None,
-                _server: Some(server),
-            }
+            S3Server::from_script("s3s-fs", "s3s-fs.sh", "build", "S3S")
+                .expect("scripts/s3s-fs.sh build failed")
+                .0
         })
     }
 
@@ -128,29 +105,47 @@ impl S3Server {
         static GARAGE: OnceLock<Option<S3Server>> = OnceLock::new();
         GARAGE
             .get_or_init(|| {
-                let script = repo_root().join("scripts/garage.sh");
-                let cached = Command::new(&script)
-                    .arg("cached")
-                    .output()
-                    .expect("garage.sh runs");
-                if !cached.status.success() {
-                    return None;
-                }
-                let (server, env) = run_in_foreground(&script, "garage");
-                Some(S3Server {
-                    name: "Garage",
-                    version: env["GARAGE_VERSION"].clone(),
-                    endpoint: env["GARAGE_ENDPOINT"].clone(),
-                    access_key: env["GARAGE_ACCESS_KEY"].clone(),
-                    secret_key: env["GARAGE_SECRET_KEY"].clone(),
-                    garage: Some(GarageCli {
-                        bin: env["GARAGE_BIN"].clone(),
-                        config: env["GARAGE_CONFIG"].clone(),
-                    }),
-                    _server: Some(server),
-                })
+                let (mut garage, env) =
+                    S3Server::from_script("Garage", "garage.sh", "cached", "GARAGE")?;
+                garage.garage = Some(GarageCli {
+                    bin: env["GARAGE_BIN"].clone(),
+                    config: env["GARAGE_CONFIG"].clone(),
+                });
+                Some(garage)
             })
             .as_ref()
+    }
+
+    /// The server `scripts/<script> run` starts after `<script> <prepare>` (which installs,
+    /// builds or finds it; None when that fails), with its DIR/env (keys `<PREFIX>_ENDPOINT`,
+    /// `_ACCESS_KEY`, `_SECRET_KEY` and `_VERSION`).
+    fn from_script(
+        name: &'static str,
+        script: &str,
+        prepare: &str,
+        prefix: &str,
+    ) -> Option<(S3Server, HashMap<String, String>)> {
+        let script = repo_root().join("scripts").join(script);
+        let prepared = Command::new(&script)
+            .arg(prepare)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("{} runs: {e}", script.display()));
+        if !prepared.success() {
+            return None;
+        }
+        let (server, env) = run_in_foreground(&script, &prefix.to_lowercase());
+        let key = |suffix: &str| env[&format!("{prefix}_{suffix}")].clone();
+        let store = S3Server {
+            name,
+            version: key("VERSION"),
+            endpoint: key("ENDPOINT"),
+            access_key: key("ACCESS_KEY"),
+            secret_key: key("SECRET_KEY"),
+            garage: None,
+            _server: Some(server),
+        };
+        Some((store, env))
     }
 
     /// Makes an empty bucket the tests' keys can use. On Garage it gets a global alias
