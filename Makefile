@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help test lint crd build clean demo demo-down tools chart-check bench
+.PHONY: help test lint crd build clean demo demo-down tools chart-check bench cold-check
 
 # Tools the tests and the demo install (kubectl, aws, moto, helm) are linked here.
 export PATH := $(or $(BUCKETCORS_CACHE),$(HOME)/.cache/bucketcors)/bin:$(PATH)
@@ -42,9 +42,13 @@ bench: ## Benchmarks against real servers, writes BENCHMARKS.md (BENCH_ARGS=--la
 chart-check: ## Lint, render and validate the Helm chart (pinned helm and kubernetes-validate)
 	scripts/chart-check.sh
 
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## cargo fmt --check, clippy with warnings as errors, shellcheck on the scripts
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	scripts/shellcheck.sh
+
+cold-check: ## make test from a fresh clone of HEAD with empty caches and target directory, in a scratch folder
+	scripts/cold-check.sh
 
 crd: ## Regenerate crds/bucketcors.yaml (and the chart's copy) from the code
 	$(CARGO) run --quiet --locked -- crd > crds/bucketcors.yaml

@@ -69,7 +69,9 @@ ensure_helm() {
   # Built aside and renamed into place, so that a half-finished install is never used.
   rm -rf "$HELM_DIR"
   mv -T "$tmp" "$HELM_DIR" 2>/dev/null || { rm -rf "$tmp"; [[ -e "$HELM_DIR/.complete" ]] || die "could not install helm into $HELM_DIR"; }
-  "$HELM_BIN" version --short | grep -q "^$HELM_VERSION" || die "$HELM_BIN is not helm $HELM_VERSION"
+  local version
+  version=$("$HELM_BIN" version --short)
+  [[ $version == "$HELM_VERSION"* ]] || die "$HELM_BIN is not helm $HELM_VERSION: $version"
 }
 
 # helm_template OUT [ARGS...]: renders the chart as release $RELEASE into OUT.

@@ -23,7 +23,7 @@
 # Go 1.19. etcd comes from bookworm's etcd-server package. Packages are fetched
 # with a private apt configuration and unpacked, never installed.
 #
-# shellcheck disable=SC2329 # launchers and probes are invoked indirectly
+# shellcheck disable=SC2317,SC2329 # launchers and probes are invoked indirectly
 set -euo pipefail
 
 readonly K8S_VERSION=1.20.2
@@ -181,8 +181,10 @@ fetch_etcd() {
   log "fetching etcd $ETCD_VERSION from Debian $DEBIAN_SUITE"
   apt_extract "$WORK/etcd" etcd-server
   local bin=$WORK/etcd/usr/bin/etcd
-  "$bin" --version | grep -q "etcd Version: $ETCD_VERSION\$" ||
-    die "etcd-server package does not carry etcd $ETCD_VERSION: $("$bin" --version | head -n1)"
+  local version
+  version=$("$bin" --version)
+  grep -q "etcd Version: $ETCD_VERSION\$" <<<"$version" ||
+    die "etcd-server package does not carry etcd $ETCD_VERSION: ${version%%$'\n'*}"
   install_atomically "$bin" "$ETCD_CACHED"
   log "etcd ready: $ETCD_CACHED"
 }
@@ -197,7 +199,7 @@ build_apiserver() {
   mkdir -p "$WORK/source" "$src"
   (cd "$WORK/source" && apt-get -q "${APT_OPTS[@]}" source --download-only kubernetes >&2)
   local orig
-  orig=$(find "$WORK/source" -maxdepth 1 -name "kubernetes_*really${K8S_VERSION}.orig.tar.gz" | head -n1)
+  orig=$(find "$WORK/source" -maxdepth 1 -name "kubernetes_*really${K8S_VERSION}.orig.tar.gz" -print -quit)
   [[ -n $orig ]] || die "Debian kubernetes source is not upstream v$K8S_VERSION: $(ls "$WORK/source")"
   tar -xzf "$orig" -C "$src" --strip-components=1
   tar -xJf "${orig%.orig.tar.gz}"-*.debian.tar.xz -C "$src"
@@ -252,8 +254,9 @@ EOF
     make -C "$src" WHAT=cmd/kube-apiserver >&2
 
   local bin=$src/_output/bin/kube-apiserver
-  "$bin" --version | grep -q "Kubernetes v$K8S_VERSION\$" ||
-    die "unexpected kube-apiserver version: $("$bin" --version)"
+  local version
+  version=$("$bin" --version)
+  [[ $version == "Kubernetes v$K8S_VERSION" ]] || die "unexpected kube-apiserver version: $version"
   install_atomically "$bin" "$APISERVER_CACHED"
   log "kube-apiserver ready: $APISERVER_CACHED"
 }
@@ -365,7 +368,9 @@ api_get() {
 }
 
 etcd_healthy() {
-  curl -fsS --max-time 5 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'
+  local health
+  health=$(curl -fsS --max-time 5 "http://127.0.0.1:$ETCD_PORT/health") || return 1
+  [[ $health == *'"health":"true"'* ]]
 }
 
 apiserver_ready() {

@@ -23,7 +23,7 @@
 #   BUCKETCORS_CACHE          cache root (default: $HOME/.cache/bucketcors)
 #   BUCKETCORS_GARAGE_TIMEOUT start-up deadline in seconds (default: 60)
 #
-# shellcheck disable=SC2329 # the stop function is invoked from traps
+# shellcheck disable=SC2317,SC2329 # the stop function is invoked from traps
 set -euo pipefail
 
 readonly GARAGE_VERSION=2.5.0
@@ -107,7 +107,8 @@ cmd_run() {
   s3_port=$(free_port)
   rpc_port=$(free_port)
   # "garage cargo:2.5.0 [features: ...]"
-  version=$("$BIN" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n 1)
+  version=$("$BIN" --version)
+  [[ $version =~ [0-9]+\.[0-9]+\.[0-9]+ ]] && version=${BASH_REMATCH[0]}
   cat >"$DIR/garage.toml" <<EOF
 metadata_dir = "$DIR/meta"
 data_dir = "$DIR/data"

@@ -36,7 +36,9 @@ running() {
   pid=$(<"$1")
   [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
   # Zombies have an empty cmdline, so they count as stopped.
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/"
+  local cmdline
+  cmdline=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *"$DIR/"* ]]
 }
 
 # Stops the process of pidfile $1 (named $2 in messages): SIGTERM, SIGKILL
@@ -84,8 +86,9 @@ cargo_install_cached() {
       rm -rf "$work"
       die "cargo install $crate $version failed"
     fi
-    "$work/root/bin/$crate" --version | grep -qF "$version" ||
-      die "unexpected version: $("$work/root/bin/$crate" --version)"
+    local built
+    built=$("$work/root/bin/$crate" --version)
+    [[ $built == *"$version"* ]] || die "unexpected version: $built"
     mkdir -p "$(dirname "$bin")"
     mv -f "$work/root/bin/$crate" "$bin"
     rm -rf "$work"

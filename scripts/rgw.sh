@@ -18,7 +18,7 @@
 # Environment:
 #   BUCKETCORS_RGW_TIMEOUT  deadline in seconds for each start-up step (default: 90)
 #
-# shellcheck disable=SC2329 # launchers and probes are invoked indirectly
+# shellcheck disable=SC2317,SC2329 # launchers and probes are invoked indirectly
 set -euo pipefail
 
 readonly PACKAGES=(ceph-mon ceph-osd radosgw)
@@ -276,7 +276,7 @@ start_with_retry() {
     await "$name" "$name" "$@" || rc=$?
     ((rc == 0)) && return 0
     stop_daemon "$name"
-    if cat "$LOGS/$name".* 2>/dev/null | grep -qiE 'address already in use|unable to bind'; then
+    if grep -qsiE 'address already in use|unable to bind' "$LOGS/$name".*; then
       log "$name lost a port race (attempt $attempt); retrying"
       rm -f "$LOGS/$name".*
       continue
@@ -324,7 +324,9 @@ cmd_up() {
     printf 'RGW_ENDPOINT=http://127.0.0.1:%s\n' "$RGW_PORT"
     printf 'RGW_ACCESS_KEY=%s\n' "$ACCESS_KEY"
     printf 'RGW_SECRET_KEY=%s\n' "$SECRET_KEY"
-    printf 'RGW_VERSION=%s\n' "$(radosgw --version | head -n1)"
+    local version
+    version=$(radosgw --version)
+    printf 'RGW_VERSION=%s\n' "${version%%$'\n'*}"
   } >"$DIR/env.tmp"
   mv -f "$DIR/env.tmp" "$DIR/env"
   trap - EXIT

@@ -17,7 +17,7 @@
 #   BUCKETCORS_CACHE       cache root (default: $HOME/.cache/bucketcors)
 #   BUCKETCORS_S3S_TIMEOUT start-up deadline in seconds (default: 30)
 #
-# shellcheck disable=SC2329 # the stop function is invoked from traps
+# shellcheck disable=SC2317,SC2329 # the stop function is invoked from traps
 set -euo pipefail
 
 # 0.15 and later require a newer Rust (1.96) than the project's toolchain.
