@@ -57,8 +57,11 @@ fn add_rules(spec: &mut Value) {
         .remove("nullable");
     fields["bucket"]["minLength"] = json!(3);
     fields["bucket"]["maxLength"] = json!(63);
-    fields["bucket"]["x-kubernetes-validations"] =
-        json!([immutable("bucket"), string_rule(&constraints::BUCKET_NAME),]);
+    fields["bucket"]["x-kubernetes-validations"] = json!([
+        immutable("bucket"),
+        string_rule(&constraints::BUCKET_NAME),
+        string_rule(&constraints::NOT_AN_ACCESS_POINT_ALIAS),
+    ]);
     fields["endpoint"]["maxLength"] = json!(constraints::MAX_ENDPOINT_LEN);
     fields["endpoint"]["x-kubernetes-validations"] = json!([
         immutable("endpoint"),

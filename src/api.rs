@@ -33,7 +33,8 @@ pub const FINALIZER: &str = "bucketcors.dev/cleanup";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BucketCorsSpec {
-    /// Name of the bucket (or an S3 access-point alias). Cannot be changed after creation.
+    /// Name of the bucket (not an access-point alias: S3 does not let access points change a
+    /// bucket's CORS configuration). Cannot be changed after creation.
     #[schemars(length(min = 1))]
     pub bucket: String,
 
@@ -162,9 +163,68 @@ pub struct BucketCorsStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PreviousConfiguration {
     /// The rules the bucket held, in order; empty when it had no configuration.
-    pub rules: Vec<CorsRule>,
+    pub rules: Vec<ObservedRule>,
     /// When they were recorded (RFC 3339).
     pub recorded_at: String,
+}
+
+/// A CORS rule as the bucket held it, kept exactly as the store returned it. Stores accept
+/// what S3 refuses (Garage takes `PATCH` and empty lists), so unlike a rule of the spec nothing
+/// here is constrained: a record must never fail for what it records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedRule {
+    /// The rule's identifier, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its allowed origins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Its allowed methods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_methods: Vec<String>,
+    /// Its allowed headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_headers: Vec<String>,
+    /// Its expose headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// Its max age, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<i32>,
+}
+
+impl From<CorsRule> for ObservedRule {
+    fn from(rule: CorsRule) -> Self {
+        ObservedRule {
+            id: rule.id,
+            allowed_origins: rule.allowed_origins,
+            allowed_methods: rule.allowed_methods,
+            allowed_headers: rule.allowed_headers,
+            expose_headers: rule.expose_headers,
+            max_age_seconds: rule.max_age_seconds,
+        }
+    }
+}
+
+impl From<ObservedRule> for CorsRule {
+    fn from(rule: ObservedRule) -> Self {
+        CorsRule {
+            id: rule.id,
+            allowed_origins: rule.allowed_origins,
+            allowed_methods: rule.allowed_methods,
+            allowed_headers: rule.allowed_headers,
+            expose_headers: rule.expose_headers,
+            max_age_seconds: rule.max_age_seconds,
+        }
+    }
+}
+
+impl PreviousConfiguration {
+    /// The recorded rules, as rules to put back.
+    pub fn cors_rules(&self) -> Vec<CorsRule> {
+        self.rules.iter().cloned().map(CorsRule::from).collect()
+    }
 }
 
 /// A standard Kubernetes condition.

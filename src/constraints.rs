@@ -72,11 +72,11 @@ pub const NO_WILDCARD: StringRule = StringRule {
     holds: |s| !s.contains('*'),
 };
 
-/// Bucket names (and access-point aliases, which follow the same rules): 3 to 63 characters,
-/// lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit.
+/// Bucket names: 3 to 63 characters, lower-case letters, digits, dots and hyphens, starting
+/// and ending with a letter or digit.
 pub const BUCKET_NAME: StringRule = StringRule {
     cel: "self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')",
-    message: "must be an S3 bucket name or access-point alias: 3 to 63 characters of lower-case letters, digits, '.' and '-', starting and ending with a letter or digit",
+    message: "must be an S3 bucket name: 3 to 63 characters of lower-case letters, digits, '.' and '-', starting and ending with a letter or digit",
     holds: |s| {
         let bytes = s.as_bytes();
         (3..=63).contains(&bytes.len())
@@ -86,6 +86,16 @@ pub const BUCKET_NAME: StringRule = StringRule {
             && bytes[0].is_ascii_alphanumeric()
             && bytes[bytes.len() - 1].is_ascii_alphanumeric()
     },
+};
+
+/// Access-point aliases look like bucket names, but S3 serves no PutBucketCors or
+/// DeleteBucketCors through an access point: AWS's S3 user guide, "Access point
+/// compatibility", lists GetBucketCors and no bucket write among the operations access points
+/// accept. An alias would be read and never written, so it is refused up front.
+pub const NOT_AN_ACCESS_POINT_ALIAS: StringRule = StringRule {
+    cel: "!self.endsWith('-s3alias') && !self.endsWith('--ol-s3')",
+    message: "is an access-point alias; S3 does not let access points change a bucket's CORS configuration: name the bucket itself",
+    holds: |s| !s.ends_with("-s3alias") && !s.ends_with("--ol-s3"),
 };
 
 /// Endpoints: an http or https URL with a host (name, IPv4 or bracketed IPv6), an optional
@@ -113,10 +123,11 @@ pub const REGION: StringRule = StringRule {
 };
 
 /// Every string rule with a short name, for tests that check them all.
-pub const STRING_RULES: [(&str, &StringRule); 5] = [
+pub const STRING_RULES: [(&str, &StringRule); 6] = [
     ("at most one wildcard", &AT_MOST_ONE_WILDCARD),
     ("no wildcard", &NO_WILDCARD),
     ("bucket name", &BUCKET_NAME),
+    ("not an access-point alias", &NOT_AN_ACCESS_POINT_ALIAS),
     ("endpoint", &ENDPOINT_URL),
     ("region", &REGION),
 ];
@@ -133,6 +144,12 @@ pub fn validate_target(
             "spec.bucket",
             Some(bucket),
             BUCKET_NAME.message,
+        ));
+    } else if !(NOT_AN_ACCESS_POINT_ALIAS.holds)(bucket) {
+        errors.push(FieldError::new(
+            "spec.bucket",
+            Some(bucket),
+            NOT_AN_ACCESS_POINT_ALIAS.message,
         ));
     }
     if let Some(endpoint) = endpoint {
@@ -228,14 +245,16 @@ mod tests {
 
     #[test]
     fn bucket_names() {
-        for ok in [
-            "abc",
-            "my-bucket.example",
-            "web-assets",
-            "a1b",
-            "my-ap-abcdefghijklmnop-s3alias",
-        ] {
+        for ok in ["abc", "my-bucket.example", "web-assets", "a1b"] {
             assert!((BUCKET_NAME.holds)(ok), "{ok}");
+            assert!((NOT_AN_ACCESS_POINT_ALIAS.holds)(ok), "{ok}");
+        }
+        for alias in [
+            "my-ap-abcdefghijklmnop-s3alias",
+            "my-olap-abcdefghijklmnop--ol-s3",
+        ] {
+            assert!((BUCKET_NAME.holds)(alias), "{alias}");
+            assert!(!(NOT_AN_ACCESS_POINT_ALIAS.holds)(alias), "{alias}");
         }
         for bad in [
             "ab",

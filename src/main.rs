@@ -39,7 +39,7 @@ struct RunArgs {
     )]
     namespaces: Vec<String>,
     /// How often each bucket is checked for changes made outside Kubernetes.
-    #[arg(long, env = "BUCKETCORS_RESYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BUCKETCORS_RESYNC_INTERVAL", default_value = "5m", value_parser = resync_interval)]
     resync_interval: Duration,
     /// Objects reconciled at the same time.
     #[arg(long, env = "BUCKETCORS_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
@@ -230,5 +230,47 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The shortest resync interval accepted: below it the operator would re-read every bucket in
+/// a loop.
+const MIN_RESYNC_INTERVAL: Duration = Duration::from_secs(2);
+
+fn resync_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < MIN_RESYNC_INTERVAL {
+        return Err(format!(
+            "{text} is shorter than {}: every bucket would be re-read in a loop",
+            humantime::format_duration(MIN_RESYNC_INTERVAL)
+        ));
+    }
+    Ok(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["bucketcors", "run"].iter().chain(args))
+    }
+
+    #[test]
+    fn a_resync_interval_under_two_seconds_is_refused_with_the_value() {
+        for short in ["0", "0s", "500ms", "1s"] {
+            let err = run_args(&["--resync-interval", short])
+                .err()
+                .unwrap_or_else(|| panic!("{short} was accepted"))
+                .to_string();
+            assert!(
+                err.contains("--resync-interval")
+                    && err.contains(&format!("{short} is shorter than 2s")),
+                "{err}"
+            );
+        }
+        for fine in ["2s", "30s", "5m"] {
+            assert!(run_args(&["--resync-interval", fine]).is_ok(), "{fine}");
+        }
     }
 }

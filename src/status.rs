@@ -12,11 +12,16 @@ pub struct Outcome {
     pub rule_count: Option<usize>,
 }
 
+/// Longest condition message, in bytes: every status write stays far below etcd's object
+/// limit whatever a spec or a store says.
+pub const MESSAGE_MAX: usize = 4096;
+
 impl Outcome {
+    /// The outcome with its message bounded (see [`bounded`]).
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Outcome {
             reason,
-            message: message.into(),
+            message: bounded(&message.into(), MESSAGE_MAX),
             rule_count: None,
         }
     }
@@ -25,6 +30,23 @@ impl Outcome {
         self.rule_count = Some(count);
         self
     }
+}
+
+/// `text` made fit for a condition message or an Event note: control characters (line breaks
+/// from a store's answer, escapes) become spaces, and a text longer than `max_bytes` is cut on
+/// a character boundary with a count of what was cut.
+pub fn bounded(text: &str, max_bytes: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.len() <= max_bytes {
+        return clean;
+    }
+    // Room for the suffix, whose length depends on the count it reports.
+    let suffix = |cut: usize| format!("… ({cut} more bytes)");
+    let keep = clean.floor_char_boundary(max_bytes.saturating_sub(suffix(clean.len()).len()));
+    format!("{}{}", &clean[..keep], suffix(clean.len() - keep))
 }
 
 pub const READY: &str = "Ready";
@@ -89,6 +111,24 @@ pub fn next_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_texts_fit_and_say_how_much_was_cut() {
+        assert_eq!(bounded("short", 100), "short");
+        assert_eq!(bounded("line\nbreak\ttab\u{7}", 100), "line break tab ");
+        let long = "é".repeat(5000);
+        let cut = bounded(&long, MESSAGE_MAX);
+        assert!(cut.len() <= MESSAGE_MAX, "{}", cut.len());
+        assert!(cut.ends_with(" more bytes)"), "{cut}");
+        let kept = cut.chars().take_while(|c| *c == 'é').count() * 2;
+        assert!(
+            cut.contains(&format!("… ({} more bytes)", 10_000 - kept)),
+            "{cut}"
+        );
+        // Every message of an outcome is bounded, whatever made it.
+        let outcome = Outcome::new(Reason::InvalidSpec, "x".repeat(2_000_000));
+        assert!(outcome.message.len() <= MESSAGE_MAX);
+    }
 
     const T1: &str = "2026-11-21T10:00:00Z";
     const T2: &str = "2026-11-21T10:05:00Z";

@@ -106,7 +106,7 @@ impl Events {
     ) -> Result<(), kube::Error> {
         let namespace = obj.namespace().unwrap_or_else(|| "default".to_owned());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let note = truncate(note, NOTE_MAX);
+        let note = crate::status::bounded(note, NOTE_MAX);
         let key = series_key(&obj.uid().unwrap_or_default(), type_, reason, &note);
         let now = Instant::now();
         let repeat = {
@@ -194,29 +194,9 @@ fn reference(obj: &BucketCors) -> ObjectReference {
     }
 }
 
-/// `text` cut to at most `max_bytes` (on a character boundary) plus an ellipsis when it is
-/// longer.
-fn truncate(text: &str, max_bytes: usize) -> String {
-    let cut = &text[..text.floor_char_boundary(max_bytes)];
-    if cut.len() == text.len() {
-        text.to_owned()
-    } else {
-        format!("{cut}…")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncation_keeps_char_boundaries() {
-        assert_eq!(truncate("abc", 5), "abc");
-        assert_eq!(truncate("abcdef", 3), "abc…");
-        // 'é' is two bytes: cutting inside it backs off to the boundary.
-        assert_eq!(truncate("aé", 2), "a…");
-        assert_eq!(truncate("ééé", 5), "éé…");
-    }
 
     fn series(name: &str, last: Instant) -> (SeriesKey, Series) {
         let key = series_key(name, EventType::Normal, "Applied", "note");

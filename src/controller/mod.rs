@@ -22,7 +22,7 @@ use rand::Rng;
 pub use reconcile::Error;
 
 use crate::admission;
-use crate::api::{BucketCors, ManagementPolicy};
+use crate::api::{BucketCors, ManagementPolicy, PreviousConfiguration};
 use crate::cors::CorsRule;
 use crate::http::{Gauges, Readiness};
 use crate::metrics::Metrics;
@@ -76,6 +76,10 @@ pub struct Context<S> {
     /// Every watched namespace's cache holds its initial list.
     synced: Arc<Readiness>,
     failures: Mutex<HashMap<ObjectRef<BucketCors>, u32>>,
+    // Adoption records this operator wrote that the cache does not show yet, by object uid:
+    // a pass on a stale cached object must still carry them (server-side apply would drop
+    // them) and must not record the bucket a second time.
+    records: Mutex<HashMap<String, PreviousConfiguration>>,
     // The caches of every watched namespace, for telling who owns a bucket.
     stores: RwLock<Vec<Store<BucketCors>>>,
 }
@@ -91,6 +95,7 @@ impl<S: CorsStore> Context<S> {
             readiness: Arc::default(),
             synced: Arc::default(),
             failures: Mutex::new(HashMap::new()),
+            records: Mutex::new(HashMap::new()),
             stores: RwLock::new(Vec::new()),
         }
     }
@@ -124,6 +129,39 @@ impl<S: CorsStore> Context<S> {
             })?;
         let owner = ObjectRef::from(owner.as_ref());
         (owner != ObjectRef::from(obj)).then_some(owner)
+    }
+
+    /// The adoption record of `obj`: from its status, or the one this operator wrote that the
+    /// cache does not show yet.
+    fn known_record(&self, obj: &BucketCors) -> Option<PreviousConfiguration> {
+        obj.status
+            .as_ref()
+            .and_then(|s| s.previous_configuration.clone())
+            .or_else(|| {
+                let uid = obj.metadata.uid.as_deref()?;
+                self.records.lock().expect("poisoned").get(uid).cloned()
+            })
+    }
+
+    fn cache_shows_record(&self, obj: &BucketCors) -> bool {
+        obj.status
+            .as_ref()
+            .is_some_and(|s| s.previous_configuration.is_some())
+    }
+
+    fn remember_record(&self, obj: &BucketCors, record: &PreviousConfiguration) {
+        if let Some(uid) = obj.metadata.uid.clone() {
+            self.records
+                .lock()
+                .expect("poisoned")
+                .insert(uid, record.clone());
+        }
+    }
+
+    fn forget_record(&self, obj: &BucketCors) {
+        if let Some(uid) = obj.metadata.uid.as_deref() {
+            self.records.lock().expect("poisoned").remove(uid);
+        }
     }
 
     // Every S3 call goes through these three, so that each is counted once, by operation and

@@ -91,7 +91,13 @@ pub async fn reconcile<S: CorsStore>(
     finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             finalizer::Event::Apply(obj) => apply(&obj, &ctx).await,
-            finalizer::Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
+            finalizer::Event::Cleanup(obj) => {
+                let done = cleanup(&obj, &ctx).await;
+                if done.is_ok() {
+                    ctx.forget_record(&obj);
+                }
+                done
+            }
         }
     })
     .await
@@ -181,25 +187,26 @@ async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pa
             .with_rule_count(observed.len()),
             None,
         ),
-        (Plan::Put(rules), ManagementPolicy::Full) => {
-            ctx.put_cors(&target, rules).await?;
-            (
+        // A failed write still carries the record made before it into the pass's status.
+        (Plan::Put(rules), ManagementPolicy::Full) => match ctx.put_cors(&target, rules).await {
+            Ok(()) => (
                 Outcome::new(
                     Reason::Applied,
                     format!("put {} rule(s) on the bucket", rules.len()),
                 )
                 .with_rule_count(rules.len()),
                 Some(Write::Put(rules.len())),
-            )
-        }
-        (Plan::Delete, ManagementPolicy::Full) => {
-            ctx.delete_cors(&target).await?;
-            (
+            ),
+            Err(err) => (Outcome::new(err.reason(), err.to_string()), None),
+        },
+        (Plan::Delete, ManagementPolicy::Full) => match ctx.delete_cors(&target).await {
+            Ok(()) => (
                 Outcome::new(Reason::Applied, "removed the bucket's CORS configuration")
                     .with_rule_count(0),
                 Some(Write::Delete),
-            )
-        }
+            ),
+            Err(err) => (Outcome::new(err.reason(), err.to_string()), None),
+        },
     };
     if wrote.is_some() && already_applied(obj) {
         ctx.metrics.drift_corrections.inc();
@@ -241,15 +248,11 @@ async fn record_previous<S: CorsStore>(
     ctx: &Context<S>,
     observed: &[cors::CorsRule],
 ) -> Result<Option<PreviousConfiguration>, Halt> {
-    if obj
-        .status
-        .as_ref()
-        .is_some_and(|s| s.previous_configuration.is_some())
-    {
+    if ctx.known_record(obj).is_some() {
         return Ok(None);
     }
     let previous = PreviousConfiguration {
-        rules: observed.to_vec(),
+        rules: observed.iter().cloned().map(Into::into).collect(),
         recorded_at: now(),
     };
     // With Restore, "the bucket had none" decides what deletion does, so it is recorded before
@@ -259,6 +262,7 @@ async fn record_previous<S: CorsStore>(
         let mut status = obj.status.clone().unwrap_or_default();
         status.previous_configuration = Some(previous.clone());
         patch_status(obj, ctx, &status).await.map_err(Halt::Api)?;
+        ctx.remember_record(obj, &previous);
     }
     if !observed.is_empty() {
         let note = format!(
@@ -299,30 +303,46 @@ async fn patch_status<S>(
     })
 }
 
+/// Undoes what this object did to its bucket, as its deletion policy says. Only an object that
+/// holds the bucket acts: one with a valid spec that took the bucket (recorded what was there,
+/// or was Ready) and is not waiting behind another holder. Cleanup that cannot act (the Secret
+/// or the bucket is gone, the store refuses) releases the finalizer and says so in a Warning
+/// Event, so that a deletion, and its namespace's, always finishes; only a store that is
+/// unavailable is retried, for at most `CLEANUP_PATIENCE`.
 async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Action, Error> {
     let spec = &obj.spec;
     if spec.deletion_policy == DeletionPolicy::Retain
         || spec.management_policy == ManagementPolicy::ObserveOnly
-        || ctx.owner_other_than(obj).await.is_some()
     {
         return Ok(Action::await_change());
     }
-    let previous = obj
-        .status
-        .as_ref()
-        .and_then(|s| s.previous_configuration.as_ref());
-    let restore = match (spec.deletion_policy, previous) {
+    if admission::validate(spec).is_err() {
+        // Never written: nothing of this object's is on the bucket.
+        return Ok(Action::await_change());
+    }
+    let holds = super::holds_bucket(obj) || ctx.known_record(obj).is_some();
+    if !holds || ctx.owner_other_than(obj).await.is_some() {
+        return Ok(Action::await_change());
+    }
+    let previous = ctx.known_record(obj);
+    let restore = match (spec.deletion_policy, previous.as_ref()) {
         // Never wrote, so there is nothing to restore.
         (DeletionPolicy::Restore, None) => return Ok(Action::await_change()),
         (DeletionPolicy::Restore, Some(previous)) if !previous.rules.is_empty() => {
-            Some(&previous.rules)
+            Some(previous.cors_rules())
         }
         _ => None,
     };
+    let restore = restore.as_ref();
     let done = match target::resolve(obj, ctx).await {
         Ok(target) => undo(ctx, &target, restore).await,
         Err(Halt::Outcome(outcome)) => Err(outcome),
         Err(Halt::Api(err)) => return Err(err),
+    };
+    let undoing = if restore.is_some() {
+        "putting back the bucket's previous configuration"
+    } else {
+        "removing the bucket's CORS configuration"
     };
     match done {
         Ok(note) => {
@@ -334,7 +354,7 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
             publish(obj, ctx, EventType::Normal, reason, &note).await;
             Ok(Action::await_change())
         }
-        Err(outcome) => {
+        Err(outcome) if outcome.reason == Reason::Unavailable && !cleanup_overdue(obj) => {
             report(obj, ctx, &Pass::stopped(outcome.clone())).await?;
             Err(Error::Cleanup {
                 object: ObjectRef::from(obj).to_string(),
@@ -342,7 +362,28 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
                 message: outcome.message,
             })
         }
+        Err(outcome) => {
+            let note = format!(
+                "deleted without {undoing}: {}: {}",
+                outcome.reason, outcome.message
+            );
+            publish(obj, ctx, EventType::Warning, CLEANUP_SKIPPED, &note).await;
+            Ok(Action::await_change())
+        }
     }
+}
+
+/// The Event reason of a deletion whose policy could not be carried out.
+pub const CLEANUP_SKIPPED: &str = "CleanupSkipped";
+/// How long a deletion waits for an unavailable store before it lets the object go.
+const CLEANUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether `obj` has waited for its cleanup for longer than `CLEANUP_PATIENCE`.
+fn cleanup_overdue(obj: &BucketCors) -> bool {
+    obj.metadata.deletion_timestamp.as_ref().is_some_and(|t| {
+        let waited = k8s_openapi::jiff::Timestamp::now().as_second() - t.0.as_second();
+        u64::try_from(waited).unwrap_or(0) > CLEANUP_PATIENCE.as_secs()
+    })
 }
 
 /// Puts `restore` back on the bucket, or removes its configuration when there is none to put.
@@ -374,9 +415,11 @@ async fn report<S: CorsStore>(
     ctx: &Context<S>,
     pass: &Pass,
 ) -> Result<(), Error> {
+    // Server-side apply removes what this manager stops sending: every status write carries
+    // the adoption record, even when the cached object does not show it yet.
     let mut previous = obj.status.clone();
-    if let Some(recorded) = &pass.recorded {
-        previous.get_or_insert_default().previous_configuration = Some(recorded.clone());
+    if let Some(recorded) = pass.recorded.clone().or_else(|| ctx.known_record(obj)) {
+        previous.get_or_insert_default().previous_configuration = Some(recorded);
     }
     let next = status::next_status(
         previous.as_ref(),
@@ -387,6 +430,10 @@ async fn report<S: CorsStore>(
     let changed = obj.status.as_ref() != Some(&next);
     if changed {
         patch_status(obj, ctx, &next).await?;
+    }
+    match &next.previous_configuration {
+        Some(record) if !ctx.cache_shows_record(obj) => ctx.remember_record(obj, record),
+        _ => ctx.forget_record(obj),
     }
 
     let outcome = &pass.outcome;

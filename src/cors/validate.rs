@@ -194,12 +194,18 @@ pub fn config_xml_len(rules: &[CorsRule]) -> usize {
     len
 }
 
+// As the AWS SDK's XML writer escapes (aws-smithy-xml's `escape`): the five entities, and
+// line ends as hexadecimal character references.
 fn escaped_len(text: &str) -> usize {
     text.chars()
         .map(|c| match c {
-            '&' => 5,
-            '<' | '>' => 4,
-            '"' | '\'' => 6,
+            '&' => "&amp;".len(),
+            '<' | '>' => "&lt;".len(),
+            '"' | '\'' => "&quot;".len(),
+            '\r' => "&#xD;".len(),
+            '\n' => "&#xA;".len(),
+            '\u{85}' => "&#x85;".len(),
+            '\u{2028}' => "&#x2028;".len(),
             c => c.len_utf8(),
         })
         .sum()

@@ -182,7 +182,11 @@ impl CorsStore for SdkStore {
             .send()
             .await
             .map(drop)
-            .map_err(|err| classify(Operation::DeleteBucketCors, &target.bucket, err))
+            .or_else(|err| match err.code() {
+                // Already gone: what the caller asked for holds.
+                Some("NoSuchCORSConfiguration") => Ok(()),
+                _ => Err(classify(Operation::DeleteBucketCors, &target.bucket, err)),
+            })
     }
 }
 
@@ -256,8 +260,29 @@ where
         Some(code) => format!("{code}: {message}"),
         None => message,
     };
+    let region = bucket_region(err.raw_response());
     match (status, code.as_deref()) {
         (_, Some("NoSuchBucket")) => S3Error::BucketNotFound { bucket },
+        // The bucket is in another region than the request was signed for: say which, so
+        // that the fix (spec.region) is in the status rather than a redirect followed on
+        // every pass.
+        (Some(301 | 400), Some("PermanentRedirect" | "AuthorizationHeaderMalformed"))
+            if region.is_some() =>
+        {
+            let region = region.unwrap_or_default();
+            S3Error::Rejected {
+                operation,
+                bucket,
+                code: code.unwrap_or_default(),
+                message: format!("the bucket is in {region}: set spec.region to {region}"),
+            }
+        }
+        // A new bucket's DNS name is still spreading: it goes away by itself.
+        (Some(307), _) | (_, Some("TemporaryRedirect")) => S3Error::Unavailable {
+            operation,
+            bucket,
+            message: coded(message),
+        },
         (Some(403), _) | (_, Some("AccessDenied")) => S3Error::AccessDenied {
             operation,
             bucket,
@@ -314,12 +339,26 @@ fn causes(err: &(dyn StdError + 'static)) -> String {
 /// The HTTP status of a raw response; a seam so that error mapping is tested without a server.
 pub trait HasStatus {
     fn status(&self) -> u16;
+    /// The value of response header `name`, when it is there and text.
+    fn header(&self, name: &str) -> Option<&str>;
 }
 
 impl HasStatus for aws_smithy_runtime_api::http::Response {
     fn status(&self) -> u16 {
         self.status().as_u16()
     }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers().get(name)
+    }
+}
+
+/// Where AWS says a bucket lives when a request went to the wrong region: the
+/// `x-amz-bucket-region` header of its 301 PermanentRedirect or 400
+/// AuthorizationHeaderMalformed answer. Only a plausible region name is repeated.
+fn bucket_region<R: HasStatus>(response: Option<&R>) -> Option<String> {
+    let region = response?.header("x-amz-bucket-region")?;
+    (crate::constraints::REGION.holds)(region).then(|| region.to_owned())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use bucketcors::cors::CorsRule;
 use bucketcors::reason::Reason;
 use bucketcors::s3::{BucketTarget, CorsStore, Credentials, S3Error, SdkStore};
 
+use crate::support::fault_proxy::{Failure, Fault, FaultProxy};
 use crate::support::moto::Moto;
 use crate::support::unique_name;
 
@@ -191,4 +192,67 @@ async fn the_server_side_request_log_sees_each_call() {
         .collect();
     assert_eq!(methods, ["PUT", "GET", "DELETE"]);
     assert_eq!(moto.cors_writes(&bucket), 2);
+}
+
+#[tokio::test]
+async fn deleting_a_configuration_that_is_not_there_succeeds_as_the_trait_promises() {
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("adapter").await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    // Some stores answer 404 NoSuchCORSConfiguration where AWS answers 204.
+    proxy.set(Fault::Writes(Failure::NoSuchCorsConfiguration));
+    let mut through_proxy = target(moto, &bucket);
+    through_proxy.endpoint = Some(proxy.endpoint());
+    store().await.delete_cors(&through_proxy).await.unwrap();
+    assert!(proxy.faulted() >= 1, "the store's 404 was never sent");
+}
+
+#[tokio::test]
+async fn the_64_kb_check_counts_the_body_the_sdk_sends_escapes_included() {
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("adapter").await;
+    let mut target = target(moto, &bucket);
+    target.checksum = bucketcors::s3::Checksum::ContentMd5;
+    // Every character the SDK's XML writer escapes, in ids and headers.
+    let rules = vec![
+        CorsRule::new(["https://a.example.com"], ["GET"])
+            .id("a&b<c>d\"e'f")
+            .allowed_headers(["x-line\r\nbreak", "x-next\u{85}line", "x-sep\u{2028}x"]),
+    ];
+    store().await.put_cors(&target, &rules).await.unwrap();
+    let put = moto
+        .cors_calls(&bucket)
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .expect("moto saw the PUT");
+    let body = put.body().expect("moto recorded the body");
+    assert_eq!(
+        bucketcors::cors::config_xml_len(&rules),
+        body.len(),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+#[tokio::test]
+async fn a_bucket_in_another_region_is_named_and_a_temporary_redirect_is_transient() {
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("adapter").await;
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let mut through_proxy = target(moto, &bucket);
+    through_proxy.endpoint = Some(proxy.endpoint());
+    let store = store().await;
+
+    proxy.set(Fault::All(Failure::WrongRegion));
+    let err = store.get_cors(&through_proxy).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::Rejected, "{err}");
+    assert!(
+        err.to_string()
+            .contains("the bucket is in eu-west-1: set spec.region to eu-west-1"),
+        "{err}"
+    );
+
+    proxy.set(Fault::All(Failure::TemporaryRedirect));
+    let err = store.get_cors(&through_proxy).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::Unavailable, "{err}");
 }

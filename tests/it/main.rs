@@ -4,6 +4,7 @@ mod adapter;
 mod browser;
 mod compat;
 mod corpus;
+mod deletion;
 mod e2e;
 mod faults;
 mod operator;

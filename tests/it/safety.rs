@@ -102,7 +102,7 @@ async fn a_configuration_found_on_the_bucket_is_recorded_and_restore_puts_it_bac
         .unwrap()
         .previous_configuration
         .expect("recorded");
-    assert_eq!(recorded.rules, found);
+    assert_eq!(recorded.cors_rules(), found);
     let events = h.events("web").await;
     assert!(
         events
@@ -117,7 +117,12 @@ async fn a_configuration_found_on_the_bucket_is_recorded_and_restore_puts_it_bac
     let updated = h.update("web", &spec).await;
     let after = h.wait_observed("web", updated.metadata.generation).await;
     assert_eq!(
-        after.status.unwrap().previous_configuration.unwrap().rules,
+        after
+            .status
+            .unwrap()
+            .previous_configuration
+            .unwrap()
+            .cors_rules(),
         found
     );
     assert_eq!(bucket_cors(&s3, &bucket).await, rules_b());
@@ -206,4 +211,92 @@ async fn the_operator_wide_setting_applies_to_objects_that_choose_nothing() {
     h.wait_reason("web", "Applied").await;
     let headers = put_headers(moto, &bucket);
     assert_eq!(headers, [(false, Some(md5_of_body(moto, &bucket)), false)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adoption_record_survives_a_put_whose_answer_was_lost() {
+    use crate::support::fault_proxy::{Failure, Fault, FaultProxy};
+    let moto = Moto::shared();
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let h = Harness::start_with(&proxy.endpoint()).await;
+    let bucket = moto.new_bucket("safety").await;
+    put_behind_the_back(&moto.client(), &bucket, "https://theirs.example.com").await;
+    let theirs = bucket_cors(&moto.client(), &bucket).await;
+
+    // The store commits the Put, but the operator never hears back.
+    proxy.set(Fault::Writes(Failure::LoseAnswer));
+    let mut spec = h.spec(&bucket, rules_a());
+    spec.deletion_policy = DeletionPolicy::Restore;
+    h.create("adopter", spec).await;
+    let failed = h.wait_reason("adopter", "Unavailable").await;
+    let recorded = |o: &bucketcors::api::BucketCors| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.previous_configuration.as_ref())
+            .map(|p| p.cors_rules())
+    };
+    assert_eq!(
+        recorded(&failed),
+        Some(theirs.clone()),
+        "recorded, then lost"
+    );
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules_a());
+
+    // The next pass finds the bucket already as the spec says: the record must still be there.
+    proxy.set(Fault::Pass);
+    let in_sync = h.wait_reason("adopter", "InSync").await;
+    assert_eq!(recorded(&in_sync), Some(theirs.clone()));
+    let adopted = h.events("adopter").await;
+    let adopted = adopted.iter().filter(|(_, reason, _)| reason == "Adopted");
+    assert_eq!(adopted.count(), 1, "the bucket was adopted more than once");
+
+    h.delete("adopter").await;
+    h.wait_gone("adopter").await;
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, theirs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_holding_what_s3_refuses_is_recorded_as_it_was_and_restored() {
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule as SdkRule};
+    let test = "a_bucket_holding_what_s3_refuses_is_recorded_as_it_was_and_restored";
+    let Some(store) = crate::support::stores::garage_or_skip(test) else {
+        return;
+    };
+    let h = Harness::start_with(&store.endpoint).await;
+    h.create_credentials_secret("store", &store.access_key, &store.secret_key)
+        .await;
+    let bucket = crate::support::unique_name("adopt");
+    store.create_bucket(&bucket).await;
+    // Garage accepts a method S3 refuses; the record must hold it all the same.
+    let patch = SdkRule::builder()
+        .allowed_origins("https://theirs.example.com")
+        .allowed_methods("PATCH")
+        .build()
+        .unwrap();
+    store
+        .client()
+        .put_bucket_cors()
+        .bucket(&bucket)
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(patch)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let theirs = bucket_cors(&store.client(), &bucket).await;
+    assert_eq!(theirs[0].allowed_methods, ["PATCH"]);
+
+    let mut spec = h.spec_with_secret(&bucket, rules_a(), "store");
+    spec.deletion_policy = DeletionPolicy::Restore;
+    h.create("adopter", spec).await;
+    let applied = h.wait_reason("adopter", "Applied").await;
+    let recorded = applied.status.unwrap().previous_configuration.unwrap();
+    assert_eq!(recorded.cors_rules(), theirs);
+
+    h.delete("adopter").await;
+    h.wait_gone("adopter").await;
+    assert_eq!(bucket_cors(&store.client(), &bucket).await, theirs);
 }

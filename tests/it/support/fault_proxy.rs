@@ -21,8 +21,19 @@ pub enum Failure {
     SlowDown,
     /// `500 InternalError`.
     InternalError,
+    /// `404 NoSuchCORSConfiguration`, as stores that answer a delete of a configuration that
+    /// is not there do.
+    NoSuchCorsConfiguration,
+    /// `301 PermanentRedirect` with `x-amz-bucket-region: eu-west-1`, as AWS answers a request
+    /// sent to another region than the bucket's.
+    WrongRegion,
+    /// `307 TemporaryRedirect`, as AWS answers while a new bucket's DNS name spreads.
+    TemporaryRedirect,
     /// The connection is closed without an answer.
     Drop,
+    /// The request reaches the S3 server, which acts on it; its answer is lost (the
+    /// connection is closed), as when a timeout strikes after the store committed.
+    LoseAnswer,
     /// The connection is reset (SO_LINGER 0, then closed).
     Reset,
     /// No answer; the connection stays open until the fault is changed.
@@ -242,7 +253,35 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
             "InternalError",
             "We encountered an internal error. Please try again.",
         ),
+        Some(Failure::NoSuchCorsConfiguration) => s3_error(
+            "404 Not Found",
+            "NoSuchCORSConfiguration",
+            "The CORS configuration does not exist",
+        ),
+        Some(Failure::WrongRegion) => with_header(
+            s3_error(
+                "301 Moved Permanently",
+                "PermanentRedirect",
+                "The bucket you are attempting to access must be addressed using the specified endpoint.",
+            ),
+            "x-amz-bucket-region: eu-west-1",
+        ),
+        Some(Failure::TemporaryRedirect) => with_header(
+            s3_error(
+                "307 Temporary Redirect",
+                "TemporaryRedirect",
+                "Please re-send this request to the specified temporary endpoint.",
+            ),
+            "Location: http://127.0.0.1:1/",
+        ),
         Some(Failure::Drop) => return,
+        Some(Failure::LoseAnswer) => {
+            if let Err(err) = forward(&shared.upstream, &request).await {
+                let message = format!("forwarding to {}: {err}", shared.upstream);
+                shared.errors.lock().unwrap().push(message);
+            }
+            return;
+        }
         Some(Failure::Reset) => {
             let _ = client.get_ref().set_zero_linger();
             return;
@@ -349,6 +388,13 @@ fn without_connection_headers(lines: &[String], dropped: &[&str]) -> String {
 }
 
 /// An S3 error answer.
+/// `answer` with one more header line.
+fn with_header(answer: Vec<u8>, header: &str) -> Vec<u8> {
+    let text = String::from_utf8(answer).expect("the proxy's own answers are text");
+    text.replacen("\r\n", &format!("\r\n{header}\r\n"), 1)
+        .into_bytes()
+}
+
 fn s3_error(status: &str, code: &str, message: &str) -> Vec<u8> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
