@@ -73,16 +73,43 @@ impl BucketTarget {
     }
 
     /// The endpoint and bucket that identify the bucket across objects: two targets with the
-    /// same key are the same bucket.
+    /// same key are the same bucket, however their endpoints are spelled.
     pub fn key(&self) -> String {
         format!(
             "{}/{}",
-            self.endpoint
-                .as_deref()
-                .unwrap_or("aws")
-                .trim_end_matches('/'),
+            canonical_endpoint(self.endpoint.as_deref()),
             self.bucket
         )
+    }
+}
+
+/// One spelling per store address: scheme and host in lower case, the scheme's default port
+/// and a trailing `/` dropped, and every AWS S3 endpoint (none, the global one, a regional,
+/// dual-stack or FIPS one) as `aws`, since a bucket name is global on AWS.
+pub fn canonical_endpoint(endpoint: Option<&str>) -> String {
+    let Some(endpoint) = endpoint else {
+        return "aws".to_owned();
+    };
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+    let scheme = scheme.to_ascii_lowercase();
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let path = path.trim_end_matches('/');
+    let authority = authority.to_ascii_lowercase();
+    let default_port = if scheme == "http" { ":80" } else { ":443" };
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let aws = (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
+        && host.starts_with("s3")
+        && authority == host
+        && path.is_empty()
+        && scheme == "https";
+    if aws {
+        "aws".to_owned()
+    } else {
+        format!("{scheme}://{authority}{path}")
     }
 }
 
@@ -192,6 +219,43 @@ mod tests {
         assert!(shown.contains("AKIDEXAMPLE"));
         assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
         assert!(!shown.contains("FwoGZXIvYXdzEJr"), "{shown}");
+    }
+
+    #[test]
+    fn one_store_address_has_one_key_however_it_is_spelled() {
+        let key = |endpoint: &str| {
+            let mut target = BucketTarget::new("b");
+            target.endpoint = Some(endpoint.to_owned());
+            target.key()
+        };
+        for same in [
+            "http://localhost:9000",
+            "http://LOCALHOST:9000/",
+            "HTTP://localhost:9000//",
+        ] {
+            assert_eq!(key(same), "http://localhost:9000/b", "{same}");
+        }
+        assert_eq!(key("http://minio:80"), key("http://minio"));
+        assert_eq!(key("https://minio:443/"), key("https://minio"));
+        assert_ne!(key("http://minio:443"), key("http://minio"));
+        assert_ne!(key("https://minio"), key("http://minio"));
+        assert_eq!(key("https://[::1]:443/s3/"), "https://[::1]/s3/b");
+        assert_eq!(key("https://[::1]:9000"), "https://[::1]:9000/b");
+        for aws in [
+            "https://s3.amazonaws.com",
+            "https://s3.eu-west-1.amazonaws.com/",
+            "https://S3.EU-WEST-1.AMAZONAWS.COM:443",
+            "https://s3-eu-west-1.amazonaws.com",
+            "https://s3.dualstack.eu-west-1.amazonaws.com",
+            "https://s3-fips.us-east-1.amazonaws.com",
+            "https://s3.cn-north-1.amazonaws.com.cn",
+        ] {
+            assert_eq!(key(aws), "aws/b", "{aws}");
+        }
+        assert_eq!(BucketTarget::new("b").key(), "aws/b");
+        // Look-alikes are other stores.
+        assert_ne!(key("https://s3.amazonaws.com.example.org"), "aws/b");
+        assert_ne!(key("http://s3.amazonaws.com"), "aws/b");
     }
 
     #[test]

@@ -300,3 +300,20 @@ async fn a_bucket_holding_what_s3_refuses_is_recorded_as_it_was_and_restored() {
     h.wait_gone("adopter").await;
     assert_eq!(bucket_cors(&store.client(), &bucket).await, theirs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_spellings_of_one_endpoint_name_one_bucket_with_one_owner() {
+    let h = Harness::start().await;
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("safety").await;
+    let mut upper = h.spec(&bucket, rules_a());
+    upper.endpoint = Some(format!("http://LOCALHOST:{}/", moto.port));
+    h.create("upper", upper).await;
+    h.wait_reason("upper", "Applied").await;
+    let mut lower = h.spec(&bucket, rules_b());
+    lower.endpoint = Some(format!("http://localhost:{}", moto.port));
+    h.create("lower", lower).await;
+    h.wait_reason("lower", "Conflict").await;
+    assert_eq!(moto.cors_writes(&bucket), 1);
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules_a());
+}
