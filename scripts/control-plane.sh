@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
 # Local Kubernetes control plane (etcd + kube-apiserver) on loopback, for
-# integration tests that need a real API server but no nodes.
+# integration tests that need a real API server but no nodes, with a modern CRD
+# server (crd-server.sh: apiextensions-apiserver + its own etcd) serving the
+# bucketcors.dev group through kube-apiserver's aggregation layer, so CEL
+# validation and transition rules are enforced. Everything else (Namespaces,
+# Secrets, Events, Leases, RBAC, authentication) stays on kube-apiserver.
 #
 # Usage:
 #   control-plane.sh build          ensure kube-apiserver and etcd binaries exist
-#   control-plane.sh up DIR         start etcd + kube-apiserver, state kept in DIR
+#                                   (the CRD server's: crd-server.sh build)
+#   control-plane.sh up DIR         start etcd + kube-apiserver and the CRD server
+#                                   behind it, state kept in DIR
 #   control-plane.sh down DIR       stop what `up DIR` started
 #   control-plane.sh status DIR     report whether it is running and ready
 #   control-plane.sh run DIR        up, touch DIR/ready, stay in the foreground
 #                                   and take everything down on SIGTERM/SIGINT
+#
+# `up` writes DIR/kubeconfig (kube-apiserver, admin) and DIR/env: KUBECONFIG,
+# CONTROL_PLANE_SERVER, CONTROL_PLANE_ETCD, and CRD_SERVER_KUBECONFIG,
+# CRD_SERVER (URL), CRD_SERVER_VERSION for the CRD server itself. It does not
+# create the BucketCors CRD: create it on the CRD server (CRD_SERVER_KUBECONFIG);
+# kube-apiserver serves it once APIService v1alpha1.bucketcors.dev is Available.
+# Until the CRD exists that check fails, and v1.20 retries it with a back-off
+# that grows to 30 s; any change to the APIService makes it check at once:
+#   kubectl annotate apiservice v1alpha1.bucketcors.dev recheck=$(date +%s) --overwrite
 #
 # Environment:
 #   KUBE_APISERVER, ETCD   use these binaries instead of building/extracting
@@ -17,11 +32,13 @@
 #   BUCKETCORS_CP_TIMEOUT  start-up deadline in seconds (default: 120)
 #   BUCKETCORS_DEBIAN_MIRROR, BUCKETCORS_DEBIAN_SECURITY_MIRROR
 #                          override the Debian mirrors found in the apt sources
+#                          (crd-server.sh takes the first one for sid)
 #
 # No registry ships kube-apiserver, so it is built from Debian bookworm's
 # `kubernetes` source package (upstream v1.20.2 with vendor/) using bookworm's
 # Go 1.19. etcd comes from bookworm's etcd-server package. Packages are fetched
-# with a private apt configuration and unpacked, never installed.
+# with a private apt configuration and unpacked, never installed. The CRD
+# server and its etcd come from Debian sid (see crd-server.sh).
 #
 # shellcheck disable=SC2317,SC2329 # launchers and probes are invoked indirectly
 set -euo pipefail
@@ -32,6 +49,12 @@ readonly GO_PACKAGE=golang-1.19
 readonly DEBIAN_SUITE=bookworm
 readonly SERVICE_CIDR=10.0.0.0/24
 readonly SERVICE_IP=10.0.0.1
+# What the CRD server serves through kube-apiserver, and the ExternalName
+# Service that points kube-apiserver's aggregator at it.
+readonly CRD_GROUP=bucketcors.dev
+readonly CRD_GROUP_VERSIONS=(v1alpha1)
+readonly CRD_SERVICE=bucketcors-crd-server
+readonly CRD_SERVICE_NAMESPACE=kube-system
 
 CACHE=${BUCKETCORS_CACHE:-$HOME/.cache/bucketcors}
 TIMEOUT=${BUCKETCORS_CP_TIMEOUT:-120}
@@ -268,6 +291,22 @@ cmd_build() {
   printf 'KUBE_APISERVER=%s\nETCD=%s\n' "$APISERVER_BIN" "$ETCD_BIN"
 }
 
+# Sets CRD_SERVER_BIN, CRD_ETCD_BIN and CRD_SERVER_VERSION from
+# `crd-server.sh build` (a no-op once its binaries are cached).
+ensure_crd_server() {
+  local out key value
+  out=$("$(dirname "$0")/crd-server.sh" build) || die "scripts/crd-server.sh build failed"
+  CRD_SERVER_BIN="" CRD_ETCD_BIN=""
+  while IFS='=' read -r key value; do
+    case $key in
+      CRD_SERVER) CRD_SERVER_BIN=$value ;;
+      CRD_ETCD) CRD_ETCD_BIN=$value ;;
+    esac
+  done <<<"$out"
+  [[ -x $CRD_SERVER_BIN && -x $CRD_ETCD_BIN ]] || die "crd-server.sh build printed no usable binaries: $out"
+  CRD_SERVER_VERSION=$(<"$(dirname "$CRD_SERVER_BIN")/VERSION")
+}
+
 # ---------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------
@@ -324,7 +363,8 @@ set_dir() {
 gen_pki() (
   umask 077
   mkdir -p "$PKI"
-  [[ -f $PKI/server.crt && -f $PKI/sa.key && -f $PKI/tokens.csv ]] && exit 0
+  [[ -f $PKI/server.crt && -f $PKI/sa.key && -f $PKI/tokens.csv && -f $PKI/crd-server.crt &&
+    -f $PKI/front-proxy-client.crt ]] && exit 0
   log "generating certificates and keys in $PKI"
   # rustls/webpki refuse a CA certificate as the server certificate, so use a
   # separate CA and a leaf with IP SANs.
@@ -345,6 +385,20 @@ extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 subjectAltName = IP:127.0.0.1, DNS:localhost, IP:$SERVICE_IP, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc
+[v3_crd_server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+# kube-apiserver's aggregator checks the name <service>.<namespace>.svc.
+subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:$CRD_SERVICE.$CRD_SERVICE_NAMESPACE.svc
+[v3_client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 EOF
   openssl req -x509 -new -nodes -newkey rsa:2048 -days 3650 -config "$PKI/openssl.cnf" \
     -extensions v3_ca -subj /CN=bucketcors-local-ca -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
@@ -353,6 +407,23 @@ EOF
   openssl x509 -req -days 3650 -in "$PKI/server.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
     -CAcreateserial -CAserial "$PKI/ca.srl" -extfile "$PKI/openssl.cnf" -extensions v3_server \
     -out "$PKI/server.crt" 2>/dev/null
+  # P-256 keys for what the CRD server adds: generated at once, unlike RSA.
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
+  openssl req -new -nodes "${ec[@]}" -config "$PKI/openssl.cnf" \
+    -subj /CN=bucketcors-crd-server -keyout "$PKI/crd-server.key" -out "$PKI/crd-server.csr" 2>/dev/null
+  openssl x509 -req -days 3650 -in "$PKI/crd-server.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+    -CAserial "$PKI/ca.srl" -extfile "$PKI/openssl.cnf" -extensions v3_crd_server \
+    -out "$PKI/crd-server.crt" 2>/dev/null
+  # The aggregator's client certificate, from a CA of its own: the CRD server
+  # takes the X-Remote-* identity headers only from a client it proves.
+  openssl req -x509 -new -nodes "${ec[@]}" -days 3650 -config "$PKI/openssl.cnf" \
+    -extensions v3_ca -subj /CN=bucketcors-front-proxy-ca \
+    -keyout "$PKI/front-proxy-ca.key" -out "$PKI/front-proxy-ca.crt" 2>/dev/null
+  openssl req -new -nodes "${ec[@]}" -config "$PKI/openssl.cnf" \
+    -subj /CN=front-proxy-client -keyout "$PKI/front-proxy-client.key" -out "$PKI/front-proxy-client.csr" 2>/dev/null
+  openssl x509 -req -days 3650 -in "$PKI/front-proxy-client.csr" -CA "$PKI/front-proxy-ca.crt" \
+    -CAkey "$PKI/front-proxy-ca.key" -CAcreateserial -CAserial "$PKI/front-proxy-ca.srl" \
+    -extfile "$PKI/openssl.cnf" -extensions v3_client -out "$PKI/front-proxy-client.crt" 2>/dev/null
   openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
   openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
   # token,user,uid,"groups"
@@ -367,14 +438,32 @@ api_get() {
     curl -K - -fsS --max-time 5 --cacert "$PKI/ca.crt" "https://127.0.0.1:$API_PORT$1"
 }
 
-etcd_healthy() {
+# api_get with method $1 on path $2, and body $3 (of media type $4, default
+# JSON) when given.
+api_send() {
+  local body=()
+  (($# > 2)) && body=(-H "Content-Type: ${4:-application/json}" --data-binary "$3")
+  printf 'header = "Authorization: Bearer %s"\n' "$(admin_token)" |
+    curl -K - -fsS --max-time 10 --cacert "$PKI/ca.crt" -X "$1" "${body[@]}" \
+      "https://127.0.0.1:$API_PORT$2"
+}
+
+# True when the etcd on port $1 reports itself healthy.
+etcd_answers() {
   local health
-  health=$(curl -fsS --max-time 5 "http://127.0.0.1:$ETCD_PORT/health") || return 1
+  health=$(curl -fsS --max-time 5 "http://127.0.0.1:$1/health") || return 1
   [[ $health == *'"health":"true"'* ]]
 }
 
+etcd_healthy() { etcd_answers "$ETCD_PORT"; }
+crd_etcd_healthy() { etcd_answers "$CRD_ETCD_PORT"; }
+
 apiserver_ready() {
   [[ $(curl -fsS --max-time 5 --cacert "$PKI/ca.crt" "https://127.0.0.1:$API_PORT/readyz") == ok ]]
+}
+
+crd_server_ready() {
+  [[ $(curl -fsS --max-time 5 --cacert "$PKI/ca.crt" "https://127.0.0.1:$CRD_PORT/readyz") == ok ]]
 }
 
 # The bootstrap controller creates these shortly after /readyz turns ok.
@@ -384,12 +473,15 @@ apiserver_bootstrapped() {
 
 # Starts a component on fresh ports, retrying when a port was taken between
 # choosing and binding it. $1 = name, $2 = function that picks ports and
-# launches, $3... = readiness check.
+# launches, $3... = readiness check. A component already launched ahead (by
+# cmd_up, so that it starts while others do) is awaited first.
 start_with_retry() {
   local name=$1 launcher=$2 attempt rc
   shift 2
   for attempt in 1 2 3 4 5; do
-    "$launcher"
+    if ((attempt > 1)) || ! running "$DIR/$name.pid"; then
+      "$launcher"
+    fi
     rc=0
     await "$DIR/$name.pid" "$name" "$@" || rc=$?
     ((rc == 0)) && return 0
@@ -406,19 +498,25 @@ start_with_retry() {
   return 1
 }
 
-launch_etcd() {
-  local peer_port
-  read -r ETCD_PORT peer_port < <(free_ports 2)
-  launch "$DIR/etcd.pid" "$LOGS/etcd.log" "$ETCD_BIN" \
+# Starts etcd binary $2 as component $1 (data in DIR/$1-data) on fresh ports
+# and sets the variable named $3 to its client port.
+launch_etcd_as() {
+  local name=$1 bin=$2 client_port peer_port
+  read -r client_port peer_port < <(free_ports 2)
+  printf -v "$3" '%s' "$client_port"
+  launch "$DIR/$name.pid" "$LOGS/$name.log" "$bin" \
     --name=bucketcors \
-    --data-dir="$DIR/etcd-data" \
-    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
-    --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --data-dir="$DIR/$name-data" \
+    --listen-client-urls="http://127.0.0.1:$client_port" \
+    --advertise-client-urls="http://127.0.0.1:$client_port" \
     --listen-peer-urls="http://127.0.0.1:$peer_port" \
     --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
     --initial-cluster="bucketcors=http://127.0.0.1:$peer_port" \
     --logger=zap --log-outputs=stderr
 }
+
+launch_etcd() { launch_etcd_as etcd "$ETCD_BIN" ETCD_PORT; }
+launch_crd_etcd() { launch_etcd_as crd-etcd "$CRD_ETCD_BIN" CRD_ETCD_PORT; }
 
 launch_apiserver() {
   read -r API_PORT < <(free_ports 1)
@@ -439,11 +537,50 @@ launch_apiserver() {
     --service-account-issuer=https://kubernetes.default.svc \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --endpoint-reconciler-type=none \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --profiling=false
 }
 
-write_kubeconfig() {
-  local tmp=$DIR/kubeconfig.tmp.$$
+# The CRD server trusts the identity headers of the aggregator's front-proxy
+# certificate, takes client certificates of the cluster CA, and hands bearer
+# tokens (TokenReview) and every authorization decision (SubjectAccessReview)
+# to kube-apiserver, so RBAC there governs bucketcors.dev too. NamespaceLifecycle
+# checks namespaces on kube-apiserver, as v1.20 does for its own resources.
+# Admission policies (which v1.20 does not serve), webhooks (none here) and
+# priority and fairness (v1.20 has only its flowcontrol v1beta1) are off.
+launch_crd_server() {
+  read -r CRD_PORT < <(free_ports 1)
+  launch "$DIR/crd-server.pid" "$LOGS/crd-server.log" "$CRD_SERVER_BIN" \
+    --etcd-servers="http://127.0.0.1:$CRD_ETCD_PORT" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$CRD_PORT" \
+    --cert-dir="$PKI" \
+    --tls-cert-file="$PKI/crd-server.crt" \
+    --tls-private-key-file="$PKI/crd-server.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --authentication-skip-lookup \
+    --kubeconfig="$PKI/core-admin.kubeconfig" \
+    --authentication-kubeconfig="$PKI/core-admin.kubeconfig" \
+    --authorization-kubeconfig="$PKI/core-admin.kubeconfig" \
+    --enable-priority-and-fairness=false \
+    --disable-admission-plugins=MutatingAdmissionPolicy,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook \
+    --profiling=false
+}
+
+# Writes kubeconfig file $1 for the admin at URL $2 (privately, atomically).
+write_kubeconfig_file() {
+  local tmp=$1.tmp.$$
   (
     umask 077
     cat >"$tmp" <<EOF
@@ -452,7 +589,7 @@ kind: Config
 clusters:
 - name: bucketcors-local
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: $2
     certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
 users:
 - name: admin
@@ -467,46 +604,140 @@ contexts:
 current-context: bucketcors-local
 EOF
   )
-  mv -f "$tmp" "$DIR/kubeconfig"
+  mv -f "$tmp" "$1"
+}
+
+write_kubeconfig() {
+  write_kubeconfig_file "$DIR/kubeconfig" "https://127.0.0.1:$API_PORT"
+  write_kubeconfig_file "$DIR/crd-server.kubeconfig" "https://127.0.0.1:$CRD_PORT"
   {
     printf 'KUBECONFIG=%q\n' "$DIR/kubeconfig"
     printf 'CONTROL_PLANE_SERVER=%q\n' "https://127.0.0.1:$API_PORT"
     printf 'CONTROL_PLANE_ETCD=%q\n' "http://127.0.0.1:$ETCD_PORT"
+    printf 'CRD_SERVER_KUBECONFIG=%q\n' "$DIR/crd-server.kubeconfig"
+    printf 'CRD_SERVER=%q\n' "https://127.0.0.1:$CRD_PORT"
+    printf 'CRD_SERVER_VERSION=%q\n' "$CRD_SERVER_VERSION"
   } >"$DIR/env"
 }
 
+# The CRD server must report the version crd-server.sh built.
+crd_server_version_matches() {
+  local version
+  version=$(curl -fsS --max-time 5 --cacert "$PKI/ca.crt" "https://127.0.0.1:$CRD_PORT/version") ||
+    die "the CRD server does not answer /version"
+  [[ $version == *"\"gitVersion\": \"$CRD_SERVER_VERSION\""* ]] ||
+    die "the CRD server is not $CRD_SERVER_VERSION: $version"
+}
+
+# Points kube-apiserver's aggregator at the CRD server for every version of
+# $CRD_GROUP: an ExternalName Service (the aggregator resolves it to
+# externalName:port) and one APIService per version, recreated so that no
+# status of an earlier run (another port) lingers.
+register_crd_server() {
+  api_send PATCH "/api/v1/namespaces/$CRD_SERVICE_NAMESPACE/services/$CRD_SERVICE?fieldManager=control-plane&force=true" \
+    "$(printf '{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "%s", "namespace": "%s"}, "spec": {"type": "ExternalName", "externalName": "127.0.0.1"}}' \
+      "$CRD_SERVICE" "$CRD_SERVICE_NAMESPACE")" application/apply-patch+yaml >/dev/null
+  local version name ca
+  ca=$(base64 -w0 <"$PKI/ca.crt")
+  for version in "${CRD_GROUP_VERSIONS[@]}"; do
+    name=$version.$CRD_GROUP
+    api_send DELETE "/apis/apiregistration.k8s.io/v1/apiservices/$name" >/dev/null 2>&1 || true
+    api_send POST /apis/apiregistration.k8s.io/v1/apiservices \
+      "$(printf '{"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": "%s"}, "spec": {"group": "%s", "version": "%s", "service": {"namespace": "%s", "name": "%s", "port": %s}, "caBundle": "%s", "groupPriorityMinimum": 1000, "versionPriority": 100}}' \
+        "$name" "$CRD_GROUP" "$version" "$CRD_SERVICE_NAMESPACE" "$CRD_SERVICE" "$CRD_PORT" "$ca")" >/dev/null
+  done
+}
+
+# True when the aggregator reached the CRD server for APIService $1: it is
+# Available, or (no CRD of that version yet) its discovery check got a 404 from
+# the CRD server, which proves routing, TLS and front-proxy authentication.
+apiservice_reached() {
+  local json
+  json=$(api_get "/apis/apiregistration.k8s.io/v1/apiservices/$1") || return 1
+  python3 -c '
+import json, sys
+for c in json.load(sys.stdin).get("status", {}).get("conditions", []):
+    if c.get("type") == "Available":
+        ok = c.get("status") == "True" or c.get("message", "").endswith(": 404")
+        sys.exit(0 if ok else 1)
+sys.exit(1)' <<<"$json"
+}
+
+# Prints the Available condition of APIService $1 (for error messages).
+apiservice_condition() {
+  local json
+  json=$(api_get "/apis/apiregistration.k8s.io/v1/apiservices/$1") || return 0
+  python3 -c '
+import json, sys
+for c in json.load(sys.stdin).get("status", {}).get("conditions", []):
+    if c.get("type") == "Available":
+        print(c.get("status"), c.get("reason"), c.get("message"))' <<<"$json"
+}
+
+readonly COMPONENTS=(etcd kube-apiserver crd-etcd crd-server)
+
 cmd_up() {
   set_dir "${1:-}"
-  local start=$SECONDS
-  if running "$DIR/etcd.pid" || running "$DIR/kube-apiserver.pid"; then
-    die "already running in $DIR (run: $0 down $DIR)"
-  fi
+  local name
+  for name in "${COMPONENTS[@]}"; do
+    if running "$DIR/$name.pid"; then
+      die "already running in $DIR (run: $0 down $DIR)"
+    fi
+  done
   command -v python3 >/dev/null || die "python3 is required to pick free ports"
   ensure_binaries
+  ensure_crd_server
+  local start=$SECONDS
   mkdir -p "$LOGS"
-  rm -f "$DIR/kubeconfig" "$DIR/env"
-  gen_pki
+  rm -f "$DIR/kubeconfig" "$DIR/crd-server.kubeconfig" "$DIR/env" "$DIR/ready"
 
   # Never leave half a control plane behind.
   trap 'stop_all' EXIT
-  log "starting etcd"
+  # Both etcds need nothing: they start while the keys are made, and the CRD
+  # server's while kube-apiserver starts.
+  log "starting etcd and the CRD server's etcd"
+  launch_etcd
+  launch_crd_etcd
+  gen_pki
   start_with_retry etcd launch_etcd etcd_healthy || die "etcd did not start"
   log "starting kube-apiserver"
   start_with_retry kube-apiserver launch_apiserver apiserver_ready ||
     die "kube-apiserver did not start"
+  start_with_retry crd-etcd launch_crd_etcd crd_etcd_healthy || die "the CRD server's etcd did not start"
+  # The CRD server has kube-apiserver review its clients' tokens and requests:
+  # it starts once kube-apiserver answers, while that finishes bootstrapping.
+  write_kubeconfig_file "$PKI/core-admin.kubeconfig" "https://127.0.0.1:$API_PORT"
+  log "starting the CRD server (apiextensions-apiserver $CRD_SERVER_VERSION)"
+  launch_crd_server
   local rc=0
   await "$DIR/kube-apiserver.pid" "default/kubernetes service" apiserver_bootstrapped || rc=$?
   if ((rc != 0)); then
     show_log_tail "$LOGS/kube-apiserver.log"
     die "kube-apiserver did not finish bootstrapping"
   fi
+  start_with_retry crd-server launch_crd_server crd_server_ready || die "the CRD server did not start"
+  crd_server_version_matches
+  register_crd_server
+  local version
+  for version in "${CRD_GROUP_VERSIONS[@]}"; do
+    rc=0
+    await "$DIR/kube-apiserver.pid" "APIService $version.$CRD_GROUP" apiservice_reached "$version.$CRD_GROUP" || rc=$?
+    if ((rc != 0)); then
+      show_log_tail "$LOGS/kube-apiserver.log"
+      show_log_tail "$LOGS/crd-server.log"
+      die "kube-apiserver does not reach the CRD server for $version.$CRD_GROUP: $(apiservice_condition "$version.$CRD_GROUP")"
+    fi
+  done
   write_kubeconfig
   trap - EXIT
-  log "ready after $((SECONDS - start))s at https://127.0.0.1:$API_PORT (etcd http://127.0.0.1:$ETCD_PORT)"
+  log "ready after $((SECONDS - start))s at https://127.0.0.1:$API_PORT (etcd http://127.0.0.1:$ETCD_PORT)," \
+    "CRD server $CRD_SERVER_VERSION at https://127.0.0.1:$CRD_PORT (etcd http://127.0.0.1:$CRD_ETCD_PORT)"
   printf '%s\n' "$DIR/kubeconfig"
 }
 
 stop_all() {
+  stop_pidfile "$DIR/crd-server.pid" crd-server 30
+  stop_pidfile "$DIR/crd-etcd.pid" crd-etcd 30
   stop_pidfile "$DIR/kube-apiserver.pid" kube-apiserver 30
   stop_pidfile "$DIR/etcd.pid" etcd 30
 }
@@ -522,7 +753,7 @@ cmd_down() {
 cmd_status() {
   set_dir "${1:-}"
   local ok=0 name
-  for name in etcd kube-apiserver; do
+  for name in "${COMPONENTS[@]}"; do
     if running "$DIR/$name.pid"; then
       printf '%s: running (pid %s)\n' "$name" "$(<"$DIR/$name.pid")"
     else
@@ -532,10 +763,17 @@ cmd_status() {
   done
   if ((ok == 0)) && [[ -f $DIR/env ]]; then
     API_PORT=$(sed -n 's|^CONTROL_PLANE_SERVER=https://127.0.0.1:||p' "$DIR/env")
+    CRD_PORT=$(sed -n 's|^CRD_SERVER=https://127.0.0.1:||p' "$DIR/env")
     if apiserver_ready; then
       printf 'readyz: ok\n'
     else
       printf 'readyz: not ready\n'
+      ok=1
+    fi
+    if [[ -n $CRD_PORT ]] && crd_server_ready; then
+      printf 'crd-server readyz: ok\n'
+    else
+      printf 'crd-server readyz: not ready\n'
       ok=1
     fi
   fi
@@ -543,14 +781,16 @@ cmd_status() {
 }
 
 # Foreground mode for test harnesses: up, touch DIR/ready, then stay until
-# signalled (or until etcd or the apiserver dies) and take everything down.
+# signalled (or until one of the four processes dies) and take everything down.
 cmd_run() {
   cmd_up "${1:-}" >/dev/null
   trap 'stop_all; exit 0' TERM INT
   trap 'stop_all' EXIT
   touch "$DIR/ready"
-  # `wait -n` returns when either server exits or a signal arrives.
-  wait -n "$(<"$DIR/etcd.pid")" "$(<"$DIR/kube-apiserver.pid")" 2>/dev/null || true
+  local pids=() name
+  for name in "${COMPONENTS[@]}"; do pids+=("$(<"$DIR/$name.pid")"); done
+  # `wait -n` returns when any of them exits or a signal arrives.
+  wait -n "${pids[@]}" 2>/dev/null || true
   log "a control-plane process exited; stopping"
 }
 
