@@ -19,9 +19,10 @@ demo: ## Local control plane + S3 server + operator + examples/, then show the r
 demo-down: ## Stop everything `make demo` started
 	scripts/demo.sh down
 
-tools: ## Install what the tests call: kubectl, aws, moto, kube-apiserver, etcd, Ceph RGW, Garage, s3s-fs, Chromium
+tools: ## Install what the tests call: kubectl, aws, moto, kube-apiserver, etcd, the CRD server, Ceph RGW, Garage, s3s-fs, Chromium
 	scripts/tools.sh
 	scripts/control-plane.sh build
+	scripts/crd-server.sh build >/dev/null
 	scripts/rgw.sh install
 	scripts/s3s-fs.sh build
 	scripts/garage.sh build >/dev/null

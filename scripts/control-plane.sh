@@ -120,43 +120,14 @@ ensure_binaries() {
   exec 9>&-
 }
 
-# Prints "URI SUITE" for every enabled deb entry in the system apt sources.
-system_apt_sources() {
-  local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [[ -f $f ]] || continue
-    awk '$1 == "deb" {
-           i = 2
-           if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-           print $i, $(i + 1)
-         }' "$f"
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -f $f ]] || continue
-    # deb822: one stanza per blank-line separated paragraph.
-    awk 'function flush() {
-           if (types ~ /(^| )deb( |$)/ && enabled != "no")
-             for (u = 1; u <= nu; u++) for (s = 1; s <= ns; s++) print uris[u], suites[s]
-           types = ""; enabled = ""; nu = 0; ns = 0
-         }
-         /^[[:space:]]*$/ { flush(); next }
-         /^#/ { next }
-         tolower($1) == "types:"   { types = $0; sub(/^[^:]*:[[:space:]]*/, "", types) }
-         tolower($1) == "enabled:" { enabled = tolower($2) }
-         tolower($1) == "uris:"    { for (i = 2; i <= NF; i++) uris[++nu] = $i }
-         tolower($1) == "suites:"  { for (i = 2; i <= NF; i++) suites[++ns] = $i }
-         END { flush() }' "$f"
-  done
-}
-
 # A private apt configuration with deb-src entries, so the machine's own apt
 # sources, lists and cache stay untouched.
 setup_private_apt() {
   [[ -n ${APT_OPTS+x} ]] && return 0
   local main security keyring=/usr/share/keyrings/debian-archive-keyring.gpg opts=""
-  main=${BUCKETCORS_DEBIAN_MIRROR:-$(system_apt_sources | awk -v s="$DEBIAN_SUITE" '$2 == s { print $1; exit }')}
+  main=${BUCKETCORS_DEBIAN_MIRROR:-$(system_apt_sources | awk -v s="$DEBIAN_SUITE" '$2 == s && !found { print $1; found = 1 }')}
   main=${main:-http://deb.debian.org/debian}
-  security=${BUCKETCORS_DEBIAN_SECURITY_MIRROR:-$(system_apt_sources | awk -v s="$DEBIAN_SUITE-security" '$2 == s { print $1; exit }')}
+  security=${BUCKETCORS_DEBIAN_SECURITY_MIRROR:-$(system_apt_sources | awk -v s="$DEBIAN_SUITE-security" '$2 == s && !found { print $1; found = 1 }')}
   security=${security:-${main%/}-security}
   [[ -f $keyring ]] && opts="[signed-by=$keyring] "
   local dir=$WORK/apt
@@ -190,14 +161,6 @@ apt_extract() {
     dpkg-deb -x "$deb" "$dest"
   done
   rm -f "$WORK"/debs/*.deb
-}
-
-install_atomically() {
-  local src=$1 dest=$2
-  mkdir -p "$(dirname "$dest")"
-  cp "$src" "$dest.tmp.$$"
-  chmod 0755 "$dest.tmp.$$"
-  mv -f "$dest.tmp.$$" "$dest"
 }
 
 fetch_etcd() {

@@ -40,6 +40,9 @@ MANIFEST=$CACHE/crd-server.env
 log() { printf 'crd-server: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
   exit 2
@@ -98,43 +101,13 @@ discard_dir() {
 # Debian packages
 # ---------------------------------------------------------------------------
 
-# Prints "URI SUITE" for every enabled deb entry in the system apt sources
-# (read the way control-plane.sh reads them).
-system_apt_sources() {
-  local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [[ -f $f ]] || continue
-    awk '$1 == "deb" {
-           i = 2
-           if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-           print $i, $(i + 1)
-         }' "$f"
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -f $f ]] || continue
-    # deb822: one stanza per blank-line separated paragraph.
-    awk 'function flush() {
-           if (types ~ /(^| )deb( |$)/ && enabled != "no")
-             for (u = 1; u <= nu; u++) for (s = 1; s <= ns; s++) print uris[u], suites[s]
-           types = ""; enabled = ""; nu = 0; ns = 0
-         }
-         /^[[:space:]]*$/ { flush(); next }
-         /^#/ { next }
-         tolower($1) == "types:"   { types = $0; sub(/^[^:]*:[[:space:]]*/, "", types) }
-         tolower($1) == "enabled:" { enabled = tolower($2) }
-         tolower($1) == "uris:"    { for (i = 2; i <= NF; i++) uris[++nu] = $i }
-         tolower($1) == "suites:"  { for (i = 2; i <= NF; i++) suites[++ns] = $i }
-         END { flush() }' "$f"
-  done
-}
-
 # A private apt configuration naming sid, so the machine's own apt sources,
 # lists and cache stay untouched. The mirror is the one of the first Debian
 # suite in the system sources (sid's binary packages are on every mirror).
 setup_private_apt() {
   local mirror keyring=/usr/share/keyrings/debian-archive-keyring.gpg opts=""
   mirror=${BUCKETCORS_DEBIAN_MIRROR:-$(system_apt_sources |
-    awk '$2 ~ /^(bullseye|bookworm|trixie|forky|duke|sid|unstable|testing|stable|oldstable)$/ { print $1; exit }')}
+    awk '$2 ~ /^(bullseye|bookworm|trixie|forky|duke|sid|unstable|testing|stable|oldstable)$/ && !found { print $1; found = 1 }')}
   mirror=${mirror:-http://deb.debian.org/debian}
   [[ -f $keyring ]] && opts="[signed-by=$keyring] "
   local dir=$WORK/apt
@@ -247,14 +220,6 @@ write_atomically() {
   mkdir -p "$(dirname "$1")"
   printf '%s\n' "$2" >"$1.tmp.$$"
   mv -f "$1.tmp.$$" "$1"
-}
-
-install_atomically() {
-  local src=$1 dest=$2
-  mkdir -p "$(dirname "$dest")"
-  cp "$src" "$dest.tmp.$$"
-  chmod 0755 "$dest.tmp.$$"
-  mv -f "$dest.tmp.$$" "$dest"
 }
 
 # ---------------------------------------------------------------------------

@@ -61,9 +61,10 @@ up() {
   bin=$("$root/scripts/tools.sh")
   export PATH=$bin:$PATH
   "$root/scripts/control-plane.sh" build
+  "$root/scripts/crd-server.sh" build >/dev/null
   (cd "$root" && cargo build --quiet --locked)
 
-  say "Starting a local Kubernetes control plane (kube-apiserver + etcd)"
+  say "Starting a local Kubernetes control plane (kube-apiserver + etcd, and a CRD server)"
   export KUBECONFIG
   KUBECONFIG=$("$root/scripts/control-plane.sh" up "$dir/control-plane")
 
@@ -80,10 +81,18 @@ up() {
   done
 
   say "Installing the CRD"
-  # The local API server (v1.20) predates CEL: kubectl's client-side schema check
-  # refuses the CRD's x-kubernetes-validations, which that server ignores anyway.
-  kubectl apply --validate=false -f "$root/crds/bucketcors.yaml"
-  kubectl wait --for=condition=Established crd/bucketcors.bucketcors.dev --timeout=60s
+  # BucketCors is served by the control plane's modern CRD server (CEL rules enforced),
+  # behind the v1.20 core API server; the CRD goes to that server.
+  local crd_kubeconfig
+  crd_kubeconfig=$(sed -n 's/^CRD_SERVER_KUBECONFIG=//p' "$dir/control-plane/env")
+  [[ -n $crd_kubeconfig ]] || { log "the control plane has no CRD server"; return 1; }
+  kubectl --kubeconfig "$crd_kubeconfig" apply -f "$root/crds/bucketcors.yaml"
+  kubectl --kubeconfig "$crd_kubeconfig" wait --for=condition=Established \
+    crd/bucketcors.bucketcors.dev --timeout=60s
+  # The core re-checks its APIService with a back-off of up to 30 s; a change triggers it now.
+  kubectl annotate apiservice v1alpha1.bucketcors.dev "bucketcors.dev/recheck=$(date +%s%N)" \
+    --overwrite >/dev/null
+  wait_for "the API server to serve bucketcors" 60 kubectl get bcors -A
 
   say "Starting the operator (log: $dir/operator.log)"
   nohup "$root/target/debug/bucketcors" run --default-endpoint "$endpoint" --resync-interval 30s \

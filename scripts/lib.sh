@@ -95,3 +95,43 @@ cargo_install_cached() {
   fi
   exec 9>&-
 }
+
+# Prints "URI SUITE" for every enabled deb entry in the system apt sources (one-line
+# and deb822 formats). Readers take all of it (no `exit` at the first match): a reader that
+# left early would kill this writer with SIGPIPE, and under pipefail fail the caller.
+system_apt_sources() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -f $f ]] || continue
+    awk '$1 == "deb" {
+           i = 2
+           if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+           print $i, $(i + 1)
+         }' "$f"
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -f $f ]] || continue
+    # deb822: one stanza per blank-line separated paragraph.
+    awk 'function flush() {
+           if (types ~ /(^| )deb( |$)/ && enabled != "no")
+             for (u = 1; u <= nu; u++) for (s = 1; s <= ns; s++) print uris[u], suites[s]
+           types = ""; enabled = ""; nu = 0; ns = 0
+         }
+         /^[[:space:]]*$/ { flush(); next }
+         /^#/ { next }
+         tolower($1) == "types:"   { types = $0; sub(/^[^:]*:[[:space:]]*/, "", types) }
+         tolower($1) == "enabled:" { enabled = tolower($2) }
+         tolower($1) == "uris:"    { for (i = 2; i <= NF; i++) uris[++nu] = $i }
+         tolower($1) == "suites:"  { for (i = 2; i <= NF; i++) suites[++ns] = $i }
+         END { flush() }' "$f"
+  done
+}
+
+# Copies executable $1 to $2 through a temporary name, so that $2 is never half-written.
+install_atomically() {
+  local src=$1 dest=$2
+  mkdir -p "$(dirname "$dest")"
+  cp "$src" "$dest.tmp.$$"
+  chmod 0755 "$dest.tmp.$$"
+  mv -f "$dest.tmp.$$" "$dest"
+}

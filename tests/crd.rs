@@ -24,3 +24,31 @@ fn the_crd_names_match_the_design() {
         assert!(yaml.contains(expected), "CRD lacks {expected:?}");
     }
 }
+
+/// Every field of the spec, at every depth, with the description `kubectl explain` shows.
+#[test]
+fn every_spec_field_has_a_description_for_kubectl_explain() {
+    fn walk(path: &str, node: &serde_json::Value, missing: &mut Vec<String>) {
+        if let Some(properties) = node["properties"].as_object() {
+            for (name, field) in properties {
+                let path = format!("{path}.{name}");
+                if field["description"].as_str().is_none_or(str::is_empty) {
+                    missing.push(path.clone());
+                }
+                walk(&path, field, missing);
+            }
+        }
+        if node["items"].is_object() {
+            walk(&format!("{path}[]"), &node["items"], missing);
+        }
+    }
+    let crd = serde_json::to_value(bucketcors::admission::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let mut missing = Vec::new();
+    walk("spec", spec, &mut missing);
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
+    assert!(spec["properties"]["rules"]["items"]["properties"]["allowedOrigins"].is_object());
+}

@@ -1,7 +1,10 @@
 //! Bad manifests (tests/fixtures/invalid) against each layer of defence: the API server's
-//! structural schema (a real API server), the CRD's CEL rules (kube's CEL engine, and the API
-//! server too when it evaluates CEL) and the controller's own checks. Each fixture says which
-//! layers must refuse it, and every refusal must name the field; the other layers must accept.
+//! structural schema and CEL rules (the modern CRD server that serves BucketCors, reached
+//! through the core API server as every client reaches it), the CRD's CEL rules in kube's
+//! client-side CEL engine, and the controller's own checks. Each fixture says which layers must
+//! refuse it, and every refusal must name the field; the other layers must accept. Where CEL
+//! refuses, the API server must answer with the rule's own message. Good manifests (the
+//! examples and tests/fixtures/valid) pass every layer.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -25,7 +28,11 @@ struct Fixture {
 }
 
 fn fixtures() -> Vec<Fixture> {
-    let dir = repo_root().join("tests/fixtures/invalid");
+    fixtures_in("tests/fixtures/invalid")
+}
+
+fn fixtures_in(dir: &str) -> Vec<Fixture> {
+    let dir = repo_root().join(dir);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -80,6 +87,14 @@ fn cel(schema: &Value, object: &Value) -> Result<(), String> {
         })
 }
 
+/// The messages of the CEL rules `object` breaks, as kube's engine reports them.
+fn cel_messages(schema: &Value, object: &Value) -> Vec<String> {
+    match Validator::new().validate(schema, object, None) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| e.message.clone()).collect(),
+    }
+}
+
 fn api_server(cluster: &Cluster, namespace: &str, manifest: &str) -> Result<(), String> {
     let (ok, output) = cluster.kubectl_with_input(
         &[
@@ -108,15 +123,45 @@ async fn every_bad_manifest_is_refused_by_the_layers_it_names() {
         fixtures.len()
     );
 
+    // The server that judges CEL here must evaluate it: one that drops the rules would
+    // accept every CEL case and prove nothing.
+    assert!(
+        h.cluster.has_cel(),
+        "BucketCors is served by {}, which does not evaluate CEL",
+        h.cluster.crd_server_version
+    );
+
     let mut problems = Vec::new();
+    let mut refused_by_server_cel = 0;
     for f in &fixtures {
         let expects = |layer: &str| f.rejected_by.contains(layer);
-        let server_expected = expects("schema") || (expects("cel") && h.cluster.has_cel());
+        let server_verdict = api_server(h.cluster, &h.namespace, &f.manifest);
+        if expects("cel") && !expects("schema") {
+            // Only CEL can refuse it: the server's answer must carry each broken rule's message.
+            let output = server_verdict.as_ref().err().cloned().unwrap_or_default();
+            let messages = cel_messages(schema, &f.object);
+            if messages.is_empty() {
+                problems.push(format!(
+                    "{}: kube's CEL engine found no broken rule",
+                    f.file
+                ));
+            }
+            for message in messages {
+                if output.contains(&message) {
+                    refused_by_server_cel += 1;
+                } else {
+                    problems.push(format!(
+                        "{}: the API server did not answer with the CEL message {message:?}: {output}",
+                        f.file
+                    ));
+                }
+            }
+        }
         let verdicts = [
             (
                 "api server",
-                server_expected,
-                api_server(h.cluster, &h.namespace, &f.manifest),
+                expects("schema") || expects("cel"),
+                server_verdict,
             ),
             ("cel", expects("cel"), cel(schema, &f.object)),
             ("controller", expects("controller"), controller(&f.object)),
@@ -139,4 +184,64 @@ async fn every_bad_manifest_is_refused_by_the_layers_it_names() {
         problems.len(),
         problems.join("\n")
     );
+    assert!(
+        refused_by_server_cel >= 10,
+        "only {refused_by_server_cel} CEL refusals came from the API server"
+    );
+}
+
+/// The BucketCors documents of the examples, as (file, manifest) pairs.
+fn example_bucketcors() -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    for dir in ["examples", "examples/stores"] {
+        let mut files: Vec<_> = std::fs::read_dir(repo_root().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+            for doc in docs {
+                if doc["kind"] == "BucketCors" {
+                    found.push((
+                        format!("{dir}/{}", path.file_name().unwrap().display()),
+                        doc,
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_and_good_manifest_passes_every_layer() {
+    let h = Harness::start().await;
+    let crd = serde_json::to_value(admission::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut manifests = example_bucketcors();
+    assert!(manifests.len() >= 4, "examples: {manifests:?}");
+    for f in fixtures_in("tests/fixtures/valid") {
+        manifests.push((f.file, f.object));
+    }
+    let mut problems = Vec::new();
+    for (file, mut object) in manifests {
+        // The examples name their own namespaces; the test's namespace stands in for them.
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            meta.remove("namespace");
+        }
+        let manifest = serde_json::to_string(&object).unwrap();
+        for (layer, verdict) in [
+            ("api server", api_server(h.cluster, &h.namespace, &manifest)),
+            ("cel", cel(schema, &object)),
+            ("controller", controller(&object)),
+        ] {
+            if let Err(e) = verdict {
+                problems.push(format!("{file}: {layer} refused it: {e}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

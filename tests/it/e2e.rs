@@ -7,7 +7,7 @@ use bucketcors::api::{DeletionPolicy, ManagementPolicy};
 use bucketcors::cors::CorsRule;
 
 use crate::support::harness::{
-    Harness, PROMPTLY, RESYNC, bucket_cors, eventually, put_behind_the_back,
+    Harness, PROMPTLY, RESYNC, bucket_cors, eventually, over_64_kb, put_behind_the_back,
 };
 use crate::support::moto::Moto;
 use crate::support::unique_name;
@@ -409,17 +409,13 @@ async fn an_invalid_spec_is_reported_without_any_s3_call() {
     let h = Harness::start().await;
     let moto = Moto::shared();
     let bucket = moto.new_bucket("e2e").await;
-    // Passes the structural schema, breaks an S3 constraint.
-    let broken = CorsRule::new(["https://*.*.example.com"], ["GET"]);
-    h.create("web", h.spec(&bucket, vec![app(), broken])).await;
+    // Passes the API server (schema and CEL), breaks S3's limit on the whole configuration.
+    h.create("web", h.spec(&bucket, over_64_kb())).await;
 
     let invalid = h.wait_reason("web", "InvalidSpec").await;
     let message = &invalid.ready_condition().unwrap().message;
-    assert!(
-        message.contains("spec.rules[1].allowedOrigins[0]"),
-        "{message}"
-    );
-    assert!(message.contains("https://*.*.example.com"), "{message}");
+    assert!(message.contains("spec.rules: serialize to"), "{message}");
+    assert!(message.contains("S3 allows at most 65536"), "{message}");
     assert!(moto.cors_calls(&bucket).is_empty());
     let events = h.events("web").await;
     assert!(

@@ -245,8 +245,11 @@ async fn a_store_that_never_answers_times_out_as_unavailable_then_recovers() {
     let mut h = Harness::start_with(&proxy.endpoint()).await;
     // Stopped once it is running (see the test of a stop during startup): an invalid spec is
     // reported without any S3 call.
-    let broken = CorsRule::new(["https://*.*.example.com"], ["GET"]);
-    h.create("probe", h.spec(&bucket, vec![broken])).await;
+    h.create(
+        "probe",
+        h.spec(&bucket, crate::support::harness::over_64_kb()),
+    )
+    .await;
     h.wait_reason("probe", "InvalidSpec").await;
     h.stop_controller().await;
     let shared = aws_config::SdkConfig::builder()

@@ -10,4 +10,5 @@ mod faults;
 mod operator;
 mod preflight;
 mod safety;
+mod server_side;
 mod support;

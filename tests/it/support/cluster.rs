@@ -1,5 +1,9 @@
 //! A real kube-apiserver with etcd on loopback (scripts/control-plane.sh), started once per
-//! test run, with the CRD installed.
+//! test run, with the CRD installed. Core resources (Namespaces, Secrets, Events, Leases, RBAC)
+//! live on the core API server (v1.20); the group `bucketcors.dev` is served by a modern CRD
+//! server (apiextensions-apiserver, 1.30 or newer) behind the core's aggregation layer, so
+//! BucketCors gets the CEL, transition rules, server-side apply and finalizers of a current
+//! Kubernetes while every client talks to the one core endpoint.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,10 +19,18 @@ use super::process::{Tethered, repo_root, wait_until};
 
 pub struct Cluster {
     pub kubeconfig: PathBuf,
-    /// Minor version of the API server (20 for the one built from Debian's source).
-    pub minor: u32,
+    /// The modern CRD server, reached directly (tests of the CRD itself use it).
+    pub crd_server_kubeconfig: PathBuf,
+    /// Its version, e.g. `v1.36.4`.
+    pub crd_server_version: String,
+    /// Its minor version.
+    pub crd_server_minor: u32,
     _server: Tethered,
 }
+
+/// The oldest CRD server the suite accepts: one that evaluates CEL, transition rules and
+/// estimates their cost the way current clusters do.
+pub const MIN_CRD_SERVER_MINOR: u32 = 30;
 
 impl Cluster {
     /// The control plane shared by every test in this run.
@@ -39,6 +51,13 @@ impl Cluster {
             .status()
             .expect("control-plane.sh runs");
         assert!(built.success(), "scripts/control-plane.sh build failed");
+        // Built here, without the start-up deadline below: a cold build takes minutes.
+        let built = Command::new(repo_root().join("scripts/crd-server.sh"))
+            .arg("build")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("crd-server.sh runs");
+        assert!(built.success(), "scripts/crd-server.sh build failed");
 
         let dir = std::env::temp_dir().join(format!("bucketcors-cp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -55,15 +74,24 @@ impl Cluster {
             || ready.exists(),
         );
         let kubeconfig = dir.join("kubeconfig");
-        let version = kubectl_at(&kubeconfig, &["version", "-o", "json"]);
-        let version: Value = serde_json::from_str(&version).expect("kubectl version prints JSON");
-        let minor = version["serverVersion"]["minor"]
-            .as_str()
-            .and_then(|m| m.trim_end_matches('+').parse().ok())
-            .expect("server minor version");
+        let env = std::fs::read_to_string(dir.join("env")).expect("control-plane.sh writes env");
+        let env_value = |key: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("control-plane.sh's env has no {key}"))
+                .to_owned()
+        };
+        let crd_server_kubeconfig = PathBuf::from(env_value("CRD_SERVER_KUBECONFIG"));
+        let (crd_server_minor, crd_server_version) = server_version(&crd_server_kubeconfig);
+        assert!(
+            crd_server_minor >= MIN_CRD_SERVER_MINOR,
+            "the CRD server is {crd_server_version}; the suite needs 1.{MIN_CRD_SERVER_MINOR} or newer"
+        );
         let cluster = Cluster {
             kubeconfig,
-            minor,
+            crd_server_kubeconfig,
+            crd_server_version,
+            crd_server_minor,
             _server: server,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -74,19 +102,20 @@ impl Cluster {
         cluster
     }
 
-    /// Whether the API server evaluates CEL validation rules (Kubernetes 1.25 and later).
+    /// Whether the server that serves BucketCors evaluates CEL validation rules (Kubernetes
+    /// 1.25 and later).
     pub fn has_cel(&self) -> bool {
-        self.minor >= 25
+        self.crd_server_minor >= 25
     }
 
     /// A client for the current test's runtime (a client is bound to the runtime it was made on).
     pub async fn client(&self) -> kube::Client {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        kube::Client::try_from(config).unwrap()
+        client_at(&self.kubeconfig).await
+    }
+
+    /// A client of the CRD server itself, bypassing the core API server.
+    pub async fn crd_server_client(&self) -> kube::Client {
+        client_at(&self.crd_server_kubeconfig).await
     }
 
     /// Runs kubectl against this cluster and returns what it printed, or panics with its error.
@@ -121,19 +150,18 @@ impl Cluster {
         (out.status.success(), text)
     }
 
+    /// Creates crds/bucketcors.yaml, as it is, on the CRD server, and waits until the core
+    /// API server serves BucketCors through aggregation.
     async fn install_crd(&self) {
         let yaml = std::fs::read_to_string(repo_root().join("crds/bucketcors.yaml")).unwrap();
-        let mut crd: Value = serde_saphyr::from_str(&yaml).expect("the CRD parses");
-        if !self.has_cel() {
-            // 1.20 knows no CEL: it refuses the field on apply and drops it on create.
-            strip_key(&mut crd, "x-kubernetes-validations");
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&yaml).expect("the CRD parses");
+        let api: Api<CustomResourceDefinition> = Api::all(self.crd_server_client().await);
+        if let Err(e) = api.create(&PostParams::default(), &crd).await {
+            panic!(
+                "the CRD server ({}) refuses crds/bucketcors.yaml: {e}",
+                self.crd_server_version
+            );
         }
-        let crd: CustomResourceDefinition = serde_json::from_value(crd).unwrap();
-        let client = self.client().await;
-        let api: Api<CustomResourceDefinition> = Api::all(client);
-        api.create(&PostParams::default(), &crd)
-            .await
-            .expect("the API server accepts the CRD");
         let name = crd.metadata.name.clone().unwrap();
         let established = kube::runtime::wait::await_condition(
             api,
@@ -144,7 +172,60 @@ impl Cluster {
             .await
             .expect("the CRD is established in time")
             .unwrap();
+        // The core re-checks an APIService with a back-off of up to 30 s; any change to it
+        // makes the check run at once.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            .to_string();
+        self.kubectl(&[
+            "annotate",
+            "apiservice",
+            "v1alpha1.bucketcors.dev",
+            &format!("bucketcors.dev/recheck={now}"),
+            "--overwrite",
+        ]);
+        let core = self.client().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match core
+                .list_api_group_resources("bucketcors.dev/v1alpha1")
+                .await
+            {
+                Ok(list) if list.resources.iter().any(|r| r.name == "bucketcors") => break,
+                outcome => assert!(
+                    std::time::Instant::now() < deadline,
+                    "the core API server does not serve bucketcors.dev/v1alpha1 through \
+                     aggregation after 60 s: {outcome:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
+}
+
+async fn client_at(kubeconfig: &Path) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// (minor, gitVersion) of the server `kubeconfig` points at.
+fn server_version(kubeconfig: &Path) -> (u32, String) {
+    let version = kubectl_at(kubeconfig, &["version", "-o", "json"]);
+    let version: Value = serde_json::from_str(&version).expect("kubectl version prints JSON");
+    let minor = version["serverVersion"]["minor"]
+        .as_str()
+        .and_then(|m| m.trim_end_matches('+').parse().ok())
+        .expect("server minor version");
+    let git = version["serverVersion"]["gitVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (minor, git)
 }
 
 fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> String {
@@ -160,15 +241,4 @@ fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-pub fn strip_key(value: &mut Value, key: &str) {
-    match value {
-        Value::Object(map) => {
-            map.remove(key);
-            map.values_mut().for_each(|v| strip_key(v, key));
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| strip_key(v, key)),
-        _ => {}
-    }
 }

@@ -326,6 +326,15 @@ impl Drop for Harness {
     }
 }
 
+/// Rules that each pass the CRD (its schema and CEL rules) but together break S3's 64 KB limit
+/// on a configuration: the one kind of invalid spec a current API server lets through, and so
+/// the way to reach the operator's own check.
+pub fn over_64_kb() -> Vec<CorsRule> {
+    let big = CorsRule::new(["https://app.example.com"], ["GET"])
+        .allowed_headers((0..200).map(|i| format!("x-{}-{i:05}", "h".repeat(110))));
+    vec![big; 3]
+}
+
 /// Polls `check` until it holds or panics after `deadline`.
 pub async fn eventually<F, Fut>(what: &str, deadline: Duration, check: F)
 where
