@@ -479,3 +479,30 @@ async fn publish<S>(
         tracing::warn!(object = %ObjectRef::from(obj), error = %err, "failed to publish event");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+    fn object() -> BucketCors {
+        let spec = serde_json::from_value(json!({"bucket": "b", "rules": []})).unwrap();
+        BucketCors::new("x", spec)
+    }
+
+    fn deleted_ago(seconds: i64) -> BucketCors {
+        let mut obj = object();
+        obj.metadata.deletion_timestamp =
+            Some(Time(Timestamp::now() - SignedDuration::from_secs(seconds)));
+        obj
+    }
+
+    #[test]
+    fn an_unavailable_store_holds_a_deletion_for_ten_minutes_at_most() {
+        assert!(!cleanup_overdue(&object()));
+        assert!(!cleanup_overdue(&deleted_ago(60)));
+        assert!(!cleanup_overdue(&deleted_ago(599)));
+        assert!(cleanup_overdue(&deleted_ago(601)));
+    }
+}
