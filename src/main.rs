@@ -198,18 +198,25 @@ async fn lead_then_run(
         tracing::info!(%identity, "leading");
         ctx.readiness.set(false);
         let mut watch = leading.clone();
+        let gate = ctx.clone();
         let lost = async move {
             while watch.changed().await.is_ok() {
                 if !*watch.borrow() {
-                    return true;
+                    break;
                 }
             }
-            true
+            gate.stop_writes();
+        };
+        // A lost Lease stops everything at once: another replica may already be writing, so
+        // in-flight passes get no grace (they are dropped, their SDK calls with them), and any
+        // write still about to start is refused by the gate above.
+        tokio::select! {
+            () = controller::run(ctx, shutdown.clone()) => {}
+            () = lost => {
+                tracing::error!(%identity, "lost the leader-election Lease; stopping at once");
+                lost_lease = true;
+            }
         }
-        .shared();
-        let stop = futures::future::select(shutdown.clone(), lost.clone().map(drop)).map(drop);
-        controller::run(ctx, stop).await;
-        lost_lease = lost.now_or_never().is_some();
     }
     // Dropping every receiver makes the Lease task release the Lease and end.
     drop(leading);

@@ -7,7 +7,7 @@ mod target;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -80,6 +80,9 @@ pub struct Context<S> {
     // a pass on a stale cached object must still carry them (server-side apply would drop
     // them) and must not record the bucket a second time.
     records: Mutex<HashMap<String, PreviousConfiguration>>,
+    // False once this replica may no longer write (it lost the leader-election Lease): checked
+    // right before every write to a bucket.
+    may_write: AtomicBool,
     // The caches of every watched namespace, for telling who owns a bucket.
     stores: RwLock<Vec<Store<BucketCors>>>,
 }
@@ -96,6 +99,7 @@ impl<S: CorsStore> Context<S> {
             synced: Arc::default(),
             failures: Mutex::new(HashMap::new()),
             records: Mutex::new(HashMap::new()),
+            may_write: AtomicBool::new(true),
             stores: RwLock::new(Vec::new()),
         }
     }
@@ -172,13 +176,33 @@ impl<S: CorsStore> Context<S> {
         result
     }
 
+    /// From now on no pass writes to a bucket (the Lease was lost: another replica may be
+    /// writing already).
+    pub fn stop_writes(&self) {
+        self.may_write.store(false, Ordering::SeqCst);
+    }
+
+    fn write_allowed(&self, operation: Operation, target: &BucketTarget) -> Result<(), S3Error> {
+        if self.may_write.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(S3Error::Unavailable {
+                operation,
+                bucket: target.bucket.clone(),
+                message: "this replica no longer holds the leader-election Lease".into(),
+            })
+        }
+    }
+
     async fn put_cors(&self, target: &BucketTarget, rules: &[CorsRule]) -> Result<(), S3Error> {
+        self.write_allowed(Operation::PutBucketCors, target)?;
         let result = self.store.put_cors(target, rules).await;
         self.metrics.s3(Operation::PutBucketCors, &result);
         result
     }
 
     async fn delete_cors(&self, target: &BucketTarget) -> Result<(), S3Error> {
+        self.write_allowed(Operation::DeleteBucketCors, target)?;
         let result = self.store.delete_cors(target).await;
         self.metrics.s3(Operation::DeleteBucketCors, &result);
         result

@@ -401,3 +401,83 @@ async fn the_rendered_chart_passes_a_server_side_dry_run() {
         "{output}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_stops_at_once_and_writes_nothing_more() {
+    use crate::support::fault_proxy::{Failure, Fault, FaultProxy};
+    use kube::api::{Patch, PatchParams};
+    let moto = Moto::shared();
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let h = Harness::without_controller().await;
+    let bucket = moto.new_bucket("lease").await;
+    let mut leader = OperatorProcess::start(
+        &h.cluster.kubeconfig,
+        &[
+            "--namespace",
+            &h.namespace,
+            "--default-endpoint",
+            &proxy.endpoint(),
+            "--leader-election",
+            "--leader-election-namespace",
+            &h.namespace,
+            "--leader-election-lease-duration",
+            "4s",
+        ],
+        &[("POD_NAME", "op-a")],
+        log_path("lease-loser"),
+    );
+    eventually("op-a to lead", PROMPTLY, || async {
+        holder(&h, "bucketcors").await.as_deref() == Some("op-a")
+    })
+    .await;
+
+    // The leader's Put is in flight (held by the store) when another replica takes the Lease.
+    proxy.set(Fault::Writes(Failure::Hang));
+    let mut spec = h.spec(&bucket, rules("https://one.example.com"));
+    spec.endpoint = None;
+    h.create("web", spec).await;
+    eventually("the leader's Put to reach the store", PROMPTLY, || async {
+        proxy.cors_writes(&bucket) >= 1
+    })
+    .await;
+    // A MicroTime: six fractional digits.
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let theft = Patch::Merge(serde_json::json!({"spec": {
+        "holderIdentity": "op-b", "renewTime": now, "acquireTime": now,
+        "leaseDurationSeconds": 60,
+    }}));
+    let leases: Api<Lease> = Api::namespaced(h.client.clone(), &h.namespace);
+    leases
+        .patch("bucketcors", &PatchParams::default(), &theft)
+        .await
+        .unwrap();
+    let stolen = Instant::now();
+
+    // It stops without waiting for the Put it had in flight, and retries nothing after.
+    eventually("op-a to exit", PROMPTLY, || async {
+        leader.get_health("/healthz").is_none()
+    })
+    .await;
+    let stopped = stolen.elapsed();
+    proxy.set(Fault::Pass);
+    leader.terminate();
+    assert!(
+        stopped < Duration::from_secs(15),
+        "op-a went on for {stopped:?} after losing its Lease (its in-flight grace is 20 s)"
+    );
+    assert!(
+        leader
+            .logs()
+            .contains("lost the leader-election Lease; stopping at once"),
+        "{}",
+        leader.logs()
+    );
+    assert_eq!(
+        moto.cors_writes(&bucket),
+        0,
+        "a write landed after the Lease was lost"
+    );
+    eprintln!("op-a stopped {stopped:?} after its Lease was taken");
+}
