@@ -611,22 +611,8 @@ register_crd_server() {
   done
 }
 
-# True when the aggregator reached the CRD server for APIService $1: it is
-# Available, or (no CRD of that version yet) its discovery check got a 404 from
-# the CRD server, which proves routing, TLS and front-proxy authentication.
-apiservice_reached() {
-  local json
-  json=$(api_get "/apis/apiregistration.k8s.io/v1/apiservices/$1") || return 1
-  python3 -c '
-import json, sys
-for c in json.load(sys.stdin).get("status", {}).get("conditions", []):
-    if c.get("type") == "Available":
-        ok = c.get("status") == "True" or c.get("message", "").endswith(": 404")
-        sys.exit(0 if ok else 1)
-sys.exit(1)' <<<"$json"
-}
-
-# Prints the Available condition of APIService $1 (for error messages).
+# Prints the Available condition of APIService $1 as "STATUS REASON MESSAGE"
+# (nothing when it has none yet).
 apiservice_condition() {
   local json
   json=$(api_get "/apis/apiregistration.k8s.io/v1/apiservices/$1") || return 0
@@ -635,6 +621,15 @@ import json, sys
 for c in json.load(sys.stdin).get("status", {}).get("conditions", []):
     if c.get("type") == "Available":
         print(c.get("status"), c.get("reason"), c.get("message"))' <<<"$json"
+}
+
+# True when the aggregator reached the CRD server for APIService $1: it is
+# Available, or (no CRD of that version yet) its discovery check got a 404 from
+# the CRD server, which proves routing, TLS and front-proxy authentication.
+apiservice_reached() {
+  local condition
+  condition=$(apiservice_condition "$1")
+  [[ $condition == "True "* || $condition == *": 404" ]]
 }
 
 readonly COMPONENTS=(etcd kube-apiserver crd-etcd crd-server)

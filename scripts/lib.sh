@@ -36,9 +36,14 @@ running() {
   pid=$(<"$1")
   [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
   # Zombies have an empty cmdline, so they count as stopped.
-  local cmdline
-  cmdline=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $cmdline == *"$DIR/"* ]]
+  local cmdline stat state ppid
+  cmdline=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ $cmdline == *"$DIR/"* ]] && return 0
+  # A child of this shell that has not yet exec'd its program (a loaded machine can take a
+  # while) still shows this script's command line: it is starting, not gone.
+  { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || return 1
+  read -r state ppid _ <<<"${stat##*) }"
+  [[ $state != Z && $ppid == "$$" ]]
 }
 
 # Stops the process of pidfile $1 (named $2 in messages): SIGTERM, SIGKILL
