@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test` as a machine that has never seen the project runs it: a fresh clone of HEAD in a
-# scratch folder, with an empty tools cache, a fresh target directory and empty crate, pip
-# and npm download caches, run the way CI runs it (`CI=true bash .ci/run`).
+# scratch folder (so a fresh target directory), with an empty tools cache and empty crate,
+# pip and npm download caches, run the way CI runs it (`CI=true bash .ci/run`).
 #
 # Usage: cold-check.sh          (make cold-check)
 #
@@ -36,11 +36,10 @@ start=$SECONDS
 rc=0
 (
   cd "$scratch/src"
-  env CI=true \
+  env -u CARGO_TARGET_DIR CI=true \
     PATH="$cargo_bin:$PATH" \
     BUCKETCORS_CACHE="$scratch/cache" \
     CARGO_HOME="$scratch/cargo-home" \
-    CARGO_TARGET_DIR="$scratch/target" \
     PIP_CACHE_DIR="$scratch/pip-cache" \
     npm_config_cache="$scratch/npm-cache" \
     bash .ci/run </dev/null

@@ -95,7 +95,7 @@ up() {
   wait_for "the API server to serve bucketcors" 60 kubectl get bcors -A
 
   say "Starting the operator (log: $dir/operator.log)"
-  nohup "$root/target/debug/bucketcors" run --default-endpoint "$endpoint" --resync-interval 30s \
+  nohup "${CARGO_TARGET_DIR:-$root/target}/debug/bucketcors" run --default-endpoint "$endpoint" --resync-interval 30s \
     >"$dir/operator.log" 2>&1 &
   echo $! >"$dir/operator.pid"
 
