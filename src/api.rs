@@ -237,7 +237,8 @@ pub struct Condition {
     /// `True`, `False` or `Unknown`.
     pub status: String,
     /// One word saying why: InSync, Applied, Drifted, InvalidSpec, Conflict,
-    /// CredentialsNotFound, BucketNotFound, AccessDenied, Unsupported, Rejected, Unavailable.
+    /// CredentialsNotFound, BucketNotFound, AccessDenied, Unsupported, Rejected, Unavailable,
+    /// NotPersisted.
     pub reason: String,
     /// What happened, for people.
     pub message: String,

@@ -7,6 +7,7 @@ pub mod api;
 pub mod constraints;
 pub mod controller;
 pub mod cors;
+pub mod decide;
 pub mod http;
 pub mod metrics;
 pub mod reason;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub s3_requests: Family<S3Labels, Counter>,
     pub drift_corrections: Counter,
+    pub unkept_writes: Counter,
+    pub watch_refused: Counter,
     pub managed_objects: Gauge,
     pub ready_objects: Gauge,
 }
@@ -69,6 +71,18 @@ impl Default for Metrics {
             "Writes that put back a configuration changed outside Kubernetes",
             drift_corrections.clone(),
         );
+        let unkept_writes = Counter::default();
+        registry.register(
+            "unkept_writes",
+            "Writes the store accepted that the bucket did not keep (counted once, when found out)",
+            unkept_writes.clone(),
+        );
+        let watch_refused = Counter::default();
+        registry.register(
+            "watch_refused",
+            "Initial lists of a watched namespace that the API server refused (403); objects there are not reconciled",
+            watch_refused.clone(),
+        );
         let managed_objects = Gauge::default();
         registry.register(
             "managed_objects",
@@ -88,6 +102,8 @@ impl Default for Metrics {
             reconcile_duration,
             s3_requests,
             drift_corrections,
+            unkept_writes,
+            watch_refused,
             managed_objects,
             ready_objects,
         }

@@ -28,10 +28,14 @@ pub enum Reason {
     Rejected,
     /// The store is unreachable or failing (5xx, SlowDown, timeouts); retried with backoff.
     Unavailable,
+    /// The store accepted the object's write but the bucket reads back what it held before:
+    /// the store does not keep the rules as written (it drops IDs, say), or something else
+    /// writes its own back. Not written again until the spec or the bucket changes.
+    NotPersisted,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::InSync,
         Reason::Applied,
         Reason::Drifted,
@@ -43,6 +47,7 @@ impl Reason {
         Reason::Unsupported,
         Reason::Rejected,
         Reason::Unavailable,
+        Reason::NotPersisted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +63,7 @@ impl Reason {
             Reason::Unsupported => "Unsupported",
             Reason::Rejected => "Rejected",
             Reason::Unavailable => "Unavailable",
+            Reason::NotPersisted => "NotPersisted",
         }
     }
 
@@ -66,8 +72,9 @@ impl Reason {
         matches!(self, Reason::InSync | Reason::Applied)
     }
 
-    /// Whether the cause may go away by itself (store back up, bucket or Secret created,
-    /// owner deleted), so the object is retried with backoff rather than at the resync interval.
+    /// Whether the cause may go away by itself (store back up, bucket or Secret created), so
+    /// the object is retried with backoff rather than at the resync interval. A Conflict is
+    /// not: the waiting object is woken as soon as the holder lets the bucket go.
     pub fn is_transient(self) -> bool {
         matches!(
             self,
@@ -75,7 +82,6 @@ impl Reason {
                 | Reason::BucketNotFound
                 | Reason::CredentialsNotFound
                 | Reason::AccessDenied
-                | Reason::Conflict
         )
     }
 }

@@ -2,15 +2,18 @@
 //! validate → read the bucket → plan → write → status.
 
 mod events;
+mod index;
 mod reconcile;
+mod store;
 mod target;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::predicates;
@@ -18,15 +21,17 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, watcher};
 use kube::{Api, Client};
 use rand::Rng;
+use tokio::sync::Semaphore;
 
 pub use reconcile::Error;
 
 use crate::admission;
-use crate::api::{BucketCors, ManagementPolicy, PreviousConfiguration};
-use crate::cors::CorsRule;
+use crate::api::{BucketCors, BucketCorsStatus, ManagementPolicy};
+use crate::decide::{LastWrite, Ownership};
 use crate::http::{Gauges, Readiness};
 use crate::metrics::Metrics;
-use crate::s3::{BucketTarget, Checksum, CorsStore, Operation, S3Error};
+use crate::reason::Reason;
+use crate::s3::{Checksum, CorsStore};
 
 /// Name under which the operator writes status and Events.
 pub const MANAGER: &str = "bucketcors";
@@ -67,159 +72,226 @@ impl Default for Settings {
 /// Everything a reconcile needs, built once.
 pub struct Context<S> {
     pub client: Client,
-    store: S,
+    store: store::Gated<S>,
     events: events::Events,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     /// What /readyz reports: caches synced, or standing by for the Lease.
     pub readiness: Arc<Readiness>,
-    /// Every watched namespace's cache holds its initial list.
+    /// Every watched namespace's cache holds its initial list (or its list was refused).
     synced: Arc<Readiness>,
+    /// Passes running at once, over every watched namespace.
+    permits: Semaphore,
     failures: Mutex<HashMap<ObjectRef<BucketCors>, u32>>,
-    // Adoption records this operator wrote that the cache does not show yet, by object uid:
-    // a pass on a stale cached object must still carry them (server-side apply would drop
-    // them) and must not record the bucket a second time.
-    records: Mutex<HashMap<String, PreviousConfiguration>>,
-    // False once this replica may no longer write (it lost the leader-election Lease): checked
-    // right before every write to a bucket.
-    may_write: AtomicBool,
-    // The caches of every watched namespace, for telling who owns a bucket.
+    // The last status this operator wrote for each object whose cached copy does not show it
+    // yet, by uid: every pass starts from it, so that nothing it wrote (the adoption record
+    // above all) is lost to a stale cache. Dropped once the cache catches up. Keyed by object,
+    // with its uid: an object made again under the same name starts afresh.
+    written: Mutex<HashMap<ObjectRef<BucketCors>, (String, BucketCorsStatus)>>,
+    // Each object's last write while the bucket does not show its spec yet, with its uid.
+    last_writes: Mutex<HashMap<ObjectRef<BucketCors>, (String, LastWrite)>>,
+    // Who holds each bucket, fed by the watches.
+    buckets: Mutex<index::Buckets>,
+    // The caches of every watched namespace, for the gauges.
     stores: RwLock<Vec<Store<BucketCors>>>,
 }
 
 impl<S: CorsStore> Context<S> {
     pub fn new(client: Client, store: S, settings: Settings) -> Self {
+        let metrics = Arc::new(Metrics::default());
         Context {
             events: events::Events::new(client.clone(), MANAGER, std::env::var("POD_NAME").ok()),
             client,
-            store,
+            store: store::Gated::new(store, metrics.clone()),
+            permits: Semaphore::new(usize::from(settings.concurrency.max(1))),
             settings,
-            metrics: Arc::default(),
+            metrics,
             readiness: Arc::default(),
             synced: Arc::default(),
             failures: Mutex::new(HashMap::new()),
-            records: Mutex::new(HashMap::new()),
-            may_write: AtomicBool::new(true),
+            written: Mutex::new(HashMap::new()),
+            last_writes: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(index::Buckets::default()),
             stores: RwLock::new(Vec::new()),
         }
     }
 
-    /// The object that owns the bucket `obj` names, when it is another one. Among the
-    /// objects that would write to the same endpoint and bucket (valid, `Full`), the one
-    /// created first owns it. Creation times have one-second resolution, so on a tie the one
-    /// that already holds the bucket (its status says it wrote or was Ready) keeps it, and
-    /// then the lesser namespace/name wins: the answer is the same after a restart.
-    pub async fn owner_other_than(&self, obj: &BucketCors) -> Option<ObjectRef<BucketCors>> {
-        // Until every cache holds its initial list, an older object may not be in it yet.
+    /// Whether `obj` may write its bucket, or which object holds it. Waits until every
+    /// watched namespace has been listed: before that, an older holder may not be known yet.
+    pub async fn ownership(&self, obj: &BucketCors) -> Ownership {
         self.synced.wait().await;
-        let stores: Vec<Store<BucketCors>> = self.stores.read().expect("poisoned").clone();
         let key = target::bucket_of(obj, self).key();
-        // Only the objects naming the same bucket are copied out of the caches: a pass costs
-        // one comparison per watched object, not a copy of every cache.
-        let owner = stores
-            .iter()
-            .flat_map(|store| store.state_filter(|o| o.spec.bucket == obj.spec.bucket))
-            .filter(|o| writes(o) && target::bucket_of(o, self).key() == key)
-            .min_by(|a, b| {
-                let rank = |o: &BucketCors| {
-                    (
-                        o.metadata.creation_timestamp.clone(),
-                        !holds_bucket(o),
-                        o.metadata.namespace.clone(),
-                        o.metadata.name.clone(),
-                    )
-                };
-                rank(a).cmp(&rank(b))
-            })?;
-        let owner = ObjectRef::from(owner.as_ref());
-        (owner != ObjectRef::from(obj)).then_some(owner)
-    }
-
-    /// The adoption record of `obj`: from its status, or the one this operator wrote that the
-    /// cache does not show yet.
-    fn known_record(&self, obj: &BucketCors) -> Option<PreviousConfiguration> {
-        obj.status
-            .as_ref()
-            .and_then(|s| s.previous_configuration.clone())
-            .or_else(|| {
-                let uid = obj.metadata.uid.as_deref()?;
-                self.records.lock().expect("poisoned").get(uid).cloned()
-            })
-    }
-
-    fn cache_shows_record(&self, obj: &BucketCors) -> bool {
-        obj.status
-            .as_ref()
-            .is_some_and(|s| s.previous_configuration.is_some())
-    }
-
-    fn remember_record(&self, obj: &BucketCors, record: &PreviousConfiguration) {
-        if let Some(uid) = obj.metadata.uid.clone() {
-            self.records
-                .lock()
-                .expect("poisoned")
-                .insert(uid, record.clone());
+        match self.buckets.lock().expect("poisoned").holder(&key) {
+            Some(holder) if holder != ObjectRef::from(obj) => Ownership::Waits {
+                bucket: key,
+                holder: format!(
+                    "{}/{}",
+                    holder.namespace.as_deref().unwrap_or_default(),
+                    holder.name
+                ),
+            },
+            _ => Ownership::Holds,
         }
     }
 
-    fn forget_record(&self, obj: &BucketCors) {
-        if let Some(uid) = obj.metadata.uid.as_deref() {
-            self.records.lock().expect("poisoned").remove(uid);
+    /// What the index should know of `obj`.
+    fn entry(&self, obj: &BucketCors) -> index::Entry {
+        index::Entry {
+            key: writes(obj).then(|| target::bucket_of(obj, self).key()),
+            holding: holds_bucket(obj.status.as_ref()),
         }
     }
 
-    // Every S3 call goes through these three, so that each is counted once, by operation and
-    // outcome.
-    async fn get_cors(&self, target: &BucketTarget) -> Result<Vec<CorsRule>, S3Error> {
-        let result = self.store.get_cors(target).await;
-        self.metrics.s3(Operation::GetBucketCors, &result);
-        result
+    /// The status a pass over `obj` starts from: the last one this operator wrote, unless the
+    /// cached object already shows it.
+    fn known_status(&self, obj: &BucketCors) -> Option<BucketCorsStatus> {
+        let object = ObjectRef::from(obj);
+        let mut written = self.written.lock().expect("poisoned");
+        match written.get(&object) {
+            Some((uid, w)) if obj.metadata.uid.as_ref() == Some(uid) => {
+                if obj.status.as_ref() == Some(w) {
+                    written.remove(&object);
+                    obj.status.clone()
+                } else {
+                    Some(w.clone())
+                }
+            }
+            _ => obj.status.clone(),
+        }
+    }
+
+    /// Notes that `status` is what the API holds for `obj` now.
+    fn wrote_status(&self, obj: &BucketCors, status: &BucketCorsStatus) {
+        let object = ObjectRef::from(obj);
+        let mut written = self.written.lock().expect("poisoned");
+        match &obj.metadata.uid {
+            Some(uid) if obj.status.as_ref() != Some(status) => {
+                written.insert(object, (uid.clone(), status.clone()));
+            }
+            _ => {
+                written.remove(&object);
+            }
+        }
+    }
+
+    fn last_write(&self, obj: &BucketCors) -> Option<LastWrite> {
+        let writes = self.last_writes.lock().expect("poisoned");
+        match writes.get(&ObjectRef::from(obj)) {
+            Some((uid, w)) if obj.metadata.uid.as_ref() == Some(uid) => Some(*w),
+            _ => None,
+        }
+    }
+
+    fn set_last_write(&self, obj: &BucketCors, write: Option<LastWrite>) {
+        let object = ObjectRef::from(obj);
+        let mut writes = self.last_writes.lock().expect("poisoned");
+        match (write, &obj.metadata.uid) {
+            (Some(w), Some(uid)) => writes.insert(object, (uid.clone(), w)),
+            _ => writes.remove(&object),
+        };
+    }
+
+    /// Forgets everything kept about `obj`: it is gone.
+    fn forget(&self, obj: &BucketCors) {
+        let object = ObjectRef::from(obj);
+        self.failures.lock().expect("poisoned").remove(&object);
+        self.written.lock().expect("poisoned").remove(&object);
+        self.last_writes.lock().expect("poisoned").remove(&object);
+    }
+
+    /// After a (re)list of watch `watch`: forgets what is kept about its objects that are no
+    /// longer there (deleted while the watch was down).
+    fn forget_unlisted(&self, watch: usize) {
+        let Some(store) = self.stores.read().expect("poisoned").get(watch).cloned() else {
+            return;
+        };
+        let listed = |object: &ObjectRef<BucketCors>| {
+            self.watch_of(object) != watch || store.get(object).is_some()
+        };
+        self.failures
+            .lock()
+            .expect("poisoned")
+            .retain(|object, _| listed(object));
+        self.written
+            .lock()
+            .expect("poisoned")
+            .retain(|object, _| listed(object));
+        self.last_writes
+            .lock()
+            .expect("poisoned")
+            .retain(|object, _| listed(object));
+    }
+
+    /// Objects and failure counts kept in memory: for tests that check nothing leaks.
+    pub fn kept(&self) -> (usize, usize, usize) {
+        (
+            self.failures.lock().expect("poisoned").len(),
+            self.written.lock().expect("poisoned").len(),
+            self.last_writes.lock().expect("poisoned").len(),
+        )
     }
 
     /// From now on no pass writes to a bucket (the Lease was lost: another replica may be
     /// writing already).
     pub fn stop_writes(&self) {
-        self.may_write.store(false, Ordering::SeqCst);
+        self.store.stop_writes();
     }
 
-    fn write_allowed(&self, operation: Operation, target: &BucketTarget) -> Result<(), S3Error> {
-        if self.may_write.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err(S3Error::Unavailable {
-                operation,
-                bucket: target.bucket.clone(),
-                message: "this replica no longer holds the leader-election Lease".into(),
-            })
+    /// Feeds one event of watch `watch` to the bucket index. Returns the objects that took a
+    /// bucket, to be woken.
+    fn index_event(
+        &self,
+        watch: usize,
+        event: &Result<watcher::Event<BucketCors>, watcher::Error>,
+    ) -> Vec<ObjectRef<BucketCors>> {
+        let Ok(event) = event else {
+            return Vec::new();
+        };
+        let mut buckets = self.buckets.lock().expect("poisoned");
+        match event {
+            watcher::Event::Init => {
+                buckets.list_started(watch);
+                Vec::new()
+            }
+            watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                buckets.apply(watch, obj, self.entry(obj))
+            }
+            watcher::Event::InitDone => {
+                self.forget_unlisted(watch);
+                buckets.list_done(watch)
+            }
+            watcher::Event::Delete(obj) => {
+                self.forget(obj);
+                buckets.delete(obj).into_iter().collect()
+            }
         }
     }
 
-    async fn put_cors(&self, target: &BucketTarget, rules: &[CorsRule]) -> Result<(), S3Error> {
-        self.write_allowed(Operation::PutBucketCors, target)?;
-        let result = self.store.put_cors(target, rules).await;
-        self.metrics.s3(Operation::PutBucketCors, &result);
-        result
+    /// The watch (and controller) whose namespace holds `object`.
+    fn watch_of(&self, object: &ObjectRef<BucketCors>) -> usize {
+        self.settings
+            .namespaces
+            .iter()
+            .position(|ns| object.namespace.as_deref() == Some(ns.as_str()))
+            .unwrap_or(0)
     }
 
-    async fn delete_cors(&self, target: &BucketTarget) -> Result<(), S3Error> {
-        self.write_allowed(Operation::DeleteBucketCors, target)?;
-        let result = self.store.delete_cors(target).await;
-        self.metrics.s3(Operation::DeleteBucketCors, &result);
-        result
-    }
-
-    /// When to look at the object again after a pass that ended well (or failed for good).
-    fn resync(&self, object: &ObjectRef<BucketCors>) -> Action {
-        self.failures.lock().expect("poisoned").remove(object);
-        let interval = self.settings.resync_interval.as_secs_f64();
-        // ±10% so that objects created together do not stay in lockstep.
-        let jittered = interval * rand::rng().random_range(0.9..=1.1);
-        Action::requeue(Duration::from_secs_f64(jittered))
-    }
-
-    /// When to retry after a failure that may clear by itself: exponential, with jitter,
-    /// never later than the resync interval.
-    fn backoff(&self, object: &ObjectRef<BucketCors>) -> Action {
+    /// When to look at `object` again: the one requeue policy. A spec that breaks a rule waits
+    /// for a change; a failure that may clear by itself (or a Kubernetes error, `None`) is
+    /// retried with exponential backoff and jitter, never later than the resync interval;
+    /// anything else, a Conflict included (its object is woken when the holder goes), at the
+    /// resync interval, ±10% so that objects created together do not stay in lockstep.
+    fn requeue(&self, object: &ObjectRef<BucketCors>, reason: Option<Reason>) -> Action {
+        let transient = reason.is_none_or(Reason::is_transient);
+        if !transient {
+            self.failures.lock().expect("poisoned").remove(object);
+            if reason == Some(Reason::InvalidSpec) {
+                return Action::await_change();
+            }
+            let interval = self.settings.resync_interval.as_secs_f64();
+            let jittered = interval * rand::rng().random_range(0.9..=1.1);
+            return Action::requeue(Duration::from_secs_f64(jittered));
+        }
         let attempt = {
             let mut failures = self.failures.lock().expect("poisoned");
             let n = failures.entry(object.clone()).or_insert(0);
@@ -236,27 +308,34 @@ impl<S: CorsStore> Context<S> {
 impl<S: CorsStore> Gauges for Context<S> {
     fn refresh(&self, metrics: &Metrics) {
         let stores = self.stores.read().expect("poisoned").clone();
-        let objects: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
-        let ready = objects.iter().filter(|o| o.is_ready()).count();
+        let (mut objects, mut ready) = (0usize, 0usize);
+        for store in &stores {
+            for obj in store.state() {
+                objects += 1;
+                ready += usize::from(obj.is_ready());
+            }
+        }
         metrics
             .managed_objects
-            .set(i64::try_from(objects.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(objects).unwrap_or(i64::MAX));
         metrics
             .ready_objects
             .set(i64::try_from(ready).unwrap_or(i64::MAX));
     }
 }
 
-/// Whether `obj` has already taken its bucket: it recorded what was there before writing, or
-/// it was Ready (a loser never is).
-fn holds_bucket(obj: &BucketCors) -> bool {
-    obj.status
-        .as_ref()
-        .is_some_and(|s| s.previous_configuration.is_some())
-        || obj.is_ready()
+/// Whether a status shows the bucket taken: it recorded what was there before writing, or it
+/// was Ready (an object waiting for a bucket never is).
+fn holds_bucket(status: Option<&BucketCorsStatus>) -> bool {
+    status.is_some_and(|s| {
+        s.previous_configuration.is_some()
+            || s.conditions
+                .iter()
+                .any(|c| c.type_ == crate::status::READY && c.status == "True")
+    })
 }
 
-/// Whether `obj` would write to its bucket (so that it competes for ownership).
+/// Whether `obj` would write to its bucket (so that it competes for it).
 fn writes(obj: &BucketCors) -> bool {
     obj.spec.management_policy == ManagementPolicy::Full && admission::validate(&obj.spec).is_ok()
 }
@@ -278,14 +357,18 @@ pub async fn run<S: CorsStore>(
     };
     // Counted down as each namespace's initial list lands in its cache.
     let unsynced = Arc::new(AtomicUsize::new(apis.len()));
+    // A waiting object is woken through its watch's controller when it takes its bucket.
+    let (wakers, woken): (Vec<_>, Vec<_>) = (0..apis.len()).map(|_| mpsc::unbounded()).unzip();
+    let wakers = Arc::new(wakers);
     let controllers: Vec<_> = apis
         .into_iter()
-        .map(|api| {
+        .zip(woken)
+        .enumerate()
+        .map(|(watch, (api, woken))| {
             let (reader, writer) = reflector::store();
             ctx.stores.write().expect("poisoned").push(reader.clone());
             let mut listed = false;
-            let (unsynced, synced, readiness) =
-                (unsynced.clone(), ctx.synced.clone(), ctx.readiness.clone());
+            let (unsynced, ctx_watch, wakers) = (unsynced.clone(), ctx.clone(), wakers.clone());
             // Status writes do not change the generation, so they do not wake the controller;
             // the finalizer is watched too because the helper waits for its own patch to land.
             let changes = watcher(api.clone(), watcher::Config::default().any_semantic())
@@ -298,11 +381,36 @@ pub async fn run<S: CorsStore>(
                 })
                 .reflect(writer)
                 .inspect(move |event| {
-                    if !listed && matches!(event, Ok(watcher::Event::InitDone)) {
+                    let ctx = &ctx_watch;
+                    let first_list = match event {
+                        Ok(watcher::Event::InitDone) => true,
+                        // A namespace the operator may not list must not hold every other one
+                        // at the synced wait; its objects are not reconciled, and it is retried.
+                        Err(watcher::Error::InitialListFailed(kube::Error::Api(status)))
+                            if status.code == 403 =>
+                        {
+                            if !listed {
+                                ctx.metrics.watch_refused.inc();
+                                tracing::error!(
+                                    namespace = ctx.settings.namespaces.get(watch).map_or("(all)", String::as_str),
+                                    error = %status.message,
+                                    "the API server refuses to list BucketCors here; its objects are not reconciled until it allows it"
+                                );
+                            }
+                            true
+                        }
+                        _ => false,
+                    };
+                    let taken = ctx.index_event(watch, event);
+                    for object in taken {
+                        let _ = wakers[ctx.watch_of(&object)].unbounded_send(object);
+                    }
+                    if first_list && !listed {
                         listed = true;
                         if unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            synced.set(true);
-                            readiness.set(true);
+                            ctx.buckets.lock().expect("poisoned").set_synced();
+                            ctx.synced.set(true);
+                            ctx.readiness.set(true);
                             tracing::info!("caches synced");
                         }
                     }
@@ -312,8 +420,11 @@ pub async fn run<S: CorsStore>(
                     predicates::generation.combine(predicates::finalizers),
                     Default::default(),
                 );
+            // Every controller allows the operator's whole concurrency; the permits of the
+            // context hold the sum of all of them to it.
             Controller::for_stream(changes, reader)
                 .with_config(ControllerConfig::default().concurrency(ctx.settings.concurrency))
+                .reconcile_on(woken)
                 .graceful_shutdown_on(shutdown.clone())
                 .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
                 .for_each(|result| async move {

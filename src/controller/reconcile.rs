@@ -1,5 +1,5 @@
-//! One pass over one object: validate (no client) → read the bucket → plan (no client) →
-//! write (S3) → status and Events (Kubernetes).
+//! One pass over one object: who holds the bucket (the index) → read the bucket → decide (no
+//! client) → record, write (S3) → one status write and the Events (Kubernetes).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,13 +12,11 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, MANAGER, target};
+use super::{Context, MANAGER, holds_bucket, target};
 use crate::admission;
-use crate::api::{
-    BucketCors, BucketCorsStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
-    PreviousConfiguration,
-};
+use crate::api::{BucketCors, BucketCorsStatus, DeletionPolicy, FINALIZER, ManagementPolicy};
 use crate::cors::{self, Plan};
+use crate::decide::{self, LastWrite, Ownership, Write};
 use crate::reason::Reason;
 use crate::s3::{BucketTarget, CorsStore, S3Error};
 use crate::status::{self, Outcome};
@@ -56,28 +54,24 @@ impl From<S3Error> for Halt {
     }
 }
 
-/// What a pass wrote to the bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Write {
-    Put(usize),
-    Delete,
-}
-
+/// What a pass found and did, for its status, Events and log.
 struct Pass {
     outcome: Outcome,
     plan: Option<Plan>,
+    /// Whether it wrote the bucket: a Put of so many rules, or a Delete.
     wrote: Option<Write>,
-    /// The bucket's configuration from before the first write, when this pass recorded it.
-    recorded: Option<PreviousConfiguration>,
+    /// The status to build the pass's own on: the last one written, with the adoption record
+    /// when this pass made one that travels with it.
+    base: Option<BucketCorsStatus>,
 }
 
 impl Pass {
-    fn stopped(outcome: Outcome) -> Self {
+    fn stopped(outcome: Outcome, base: Option<BucketCorsStatus>) -> Self {
         Pass {
             outcome,
             plan: None,
             wrote: None,
-            recorded: None,
+            base,
         }
     }
 }
@@ -86,6 +80,8 @@ pub async fn reconcile<S: CorsStore>(
     obj: Arc<BucketCors>,
     ctx: Arc<Context<S>>,
 ) -> Result<Action, Error> {
+    // One budget of concurrent passes for the whole operator, however many namespaces.
+    let _permit = ctx.permits.acquire().await.expect("never closed");
     let namespace = obj.namespace().unwrap_or_else(|| "default".into());
     let api: Api<BucketCors> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, FINALIZER, obj, |event| async {
@@ -94,7 +90,7 @@ pub async fn reconcile<S: CorsStore>(
             finalizer::Event::Cleanup(obj) => {
                 let done = cleanup(&obj, &ctx).await;
                 if done.is_ok() {
-                    ctx.forget_record(&obj);
+                    ctx.forget(&obj);
                 }
                 done
             }
@@ -110,17 +106,14 @@ pub fn error_policy<S: CorsStore>(
     ctx: Arc<Context<S>>,
 ) -> Action {
     tracing::warn!(object = %ObjectRef::from(obj.as_ref()), error = %err, "reconcile failed");
-    ctx.backoff(&ObjectRef::from(obj.as_ref()))
+    ctx.requeue(&ObjectRef::from(obj.as_ref()), None)
 }
 
 async fn apply<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Action, Error> {
     let started = Instant::now();
-    let pass = match converge(obj, ctx).await {
-        Ok(pass) => pass,
-        Err(Halt::Outcome(outcome)) => Pass::stopped(outcome),
-        Err(Halt::Api(err)) => return Err(err),
-    };
-    report(obj, ctx, &pass).await?;
+    let mut known = ctx.known_status(obj);
+    let pass = converge(obj, ctx, &mut known).await?;
+    report(obj, ctx, known.as_ref(), &pass).await?;
     let reason = pass.outcome.reason;
     ctx.metrics.pass(reason, started.elapsed().as_secs_f64());
     tracing::info!(
@@ -131,147 +124,134 @@ async fn apply<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Actio
         duration_ms = started.elapsed().as_millis() as u64,
         "reconciled"
     );
-    let object = ObjectRef::from(obj);
-    Ok(if reason == Reason::InvalidSpec {
-        // Nothing changes until the spec does.
-        Action::await_change()
-    } else if reason.is_transient() {
-        ctx.backoff(&object)
-    } else {
-        ctx.resync(&object)
-    })
+    Ok(ctx.requeue(&ObjectRef::from(obj), Some(reason)))
 }
 
-async fn converge<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Pass, Halt> {
+/// Reads the bucket, decides, records and writes. `known` is the status the API holds as far
+/// as this operator knows; it moves when the pass records the bucket ahead of its write.
+async fn converge<S: CorsStore>(
+    obj: &BucketCors,
+    ctx: &Context<S>,
+    known: &mut Option<BucketCorsStatus>,
+) -> Result<Pass, Error> {
     let spec = &obj.spec;
-    if let Err(errors) = admission::validate(spec) {
-        let message = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(Halt::Outcome(Outcome::new(Reason::InvalidSpec, message)));
-    }
-    if spec.management_policy == ManagementPolicy::Full
-        && let Some(owner) = ctx.owner_other_than(obj).await
+    let ownership = if spec.management_policy == ManagementPolicy::Full
+        && admission::validate(spec).is_ok()
     {
-        return Err(Halt::Outcome(Outcome::new(
-            Reason::Conflict,
-            conflict_message(obj, ctx, &owner),
-        )));
-    }
-    let target = target::resolve(obj, ctx).await?;
-    let observed = ctx.get_cors(&target).await?;
-    let plan = cors::diff(&spec.rules, &observed);
-    let mut recorded = None;
-    if plan.writes() && spec.management_policy == ManagementPolicy::Full {
-        recorded = record_previous(obj, ctx, &observed).await?;
-    }
-    let (outcome, wrote) = match (&plan, spec.management_policy) {
-        (Plan::NoChange, _) => (
-            Outcome::new(
-                Reason::InSync,
-                format!(
-                    "the bucket holds the {} rule(s) of the spec",
-                    observed.len()
-                ),
-            )
-            .with_rule_count(observed.len()),
-            None,
-        ),
-        (_, ManagementPolicy::ObserveOnly) => (
-            Outcome::new(
-                Reason::Drifted,
-                cors::describe_drift(&spec.rules, &observed),
-            )
-            .with_rule_count(observed.len()),
-            None,
-        ),
-        // A failed write still carries the record made before it into the pass's status.
-        (Plan::Put(rules), ManagementPolicy::Full) => match ctx.put_cors(&target, rules).await {
-            Ok(()) => (
-                Outcome::new(
-                    Reason::Applied,
-                    format!("put {} rule(s) on the bucket", rules.len()),
-                )
-                .with_rule_count(rules.len()),
-                Some(Write::Put(rules.len())),
-            ),
-            Err(err) => (Outcome::new(err.reason(), err.to_string()), None),
-        },
-        (Plan::Delete, ManagementPolicy::Full) => match ctx.delete_cors(&target).await {
-            Ok(()) => (
-                Outcome::new(Reason::Applied, "removed the bucket's CORS configuration")
-                    .with_rule_count(0),
-                Some(Write::Delete),
-            ),
-            Err(err) => (Outcome::new(err.reason(), err.to_string()), None),
-        },
+        ctx.ownership(obj).await
+    } else {
+        Ownership::Holds
     };
-    if wrote.is_some() && already_applied(obj) {
-        ctx.metrics.drift_corrections.inc();
+    if let Err(outcome) = decide::precheck(spec, &ownership) {
+        return Ok(Pass::stopped(outcome, known.clone()));
+    }
+    let target = match target::resolve(obj, ctx).await {
+        Ok(target) => target,
+        Err(Halt::Outcome(outcome)) => return Ok(Pass::stopped(outcome, known.clone())),
+        Err(Halt::Api(err)) => return Err(err),
+    };
+    let observed = match ctx.store.get_cors(&target).await {
+        Ok(observed) => observed,
+        Err(err) => return Ok(Pass::stopped(Halt::outcome(&err), known.clone())),
+    };
+    let generation = obj.metadata.generation;
+    let decision = decide::decide(
+        spec,
+        generation,
+        &observed,
+        known.as_ref(),
+        &ownership,
+        ctx.last_write(obj).as_ref(),
+        &now(),
+    );
+    let mut base = known.clone();
+    if let Some(record) = &decision.record {
+        let mut with_record = known.clone().unwrap_or_default();
+        with_record.previous_configuration = Some(record.previous.clone());
+        if record.before_write {
+            // What the bucket held reaches the API before anything replaces it; until it
+            // does, nothing is written.
+            if let Err(err) = patch_status(obj, ctx, &with_record).await {
+                let outcome = Outcome::new(
+                    Reason::Unavailable,
+                    format!(
+                        "the bucket was not written: its current configuration must first be kept in status.previousConfiguration, and that failed: {err}"
+                    ),
+                );
+                return Ok(Pass::stopped(outcome, known.clone()));
+            }
+            ctx.wrote_status(obj, &with_record);
+            *known = Some(with_record.clone());
+        }
+        base = Some(with_record);
+        if record.adopted() > 0 {
+            let note = format!(
+                "the bucket had {} rule(s) this object did not write; they are kept in status.previousConfiguration",
+                record.adopted()
+            );
+            publish(obj, ctx, EventType::Normal, "Adopted", &note).await;
+        }
+    }
+    let result = match &decision.write {
+        None => Ok(()),
+        Some(Write::Put(rules)) => ctx.store.put_cors(&target, rules).await,
+        Some(Write::Delete) => ctx.store.delete_cors(&target).await,
+    };
+    let outcome = match result {
+        Ok(()) => decision.outcome,
+        // A failed write still carries the record made before it into the pass's status.
+        Err(err) => {
+            return Ok(Pass {
+                outcome: Halt::outcome(&err),
+                plan: decision.plan,
+                wrote: None,
+                base,
+            });
+        }
+    };
+    match (&decision.write, &decision.plan) {
+        (Some(_), _) => {
+            let before = decide::fingerprint(&observed);
+            ctx.set_last_write(obj, Some(LastWrite { generation, before }));
+            if already_applied(obj, known.as_ref()) {
+                ctx.metrics.drift_corrections.inc();
+            }
+        }
+        (None, Some(Plan::NoChange)) => ctx.set_last_write(obj, None),
+        (None, _) => {}
+    }
+    if outcome.reason == Reason::NotPersisted && !reported(known.as_ref(), Reason::NotPersisted)
+    {
+        ctx.metrics.unkept_writes.inc();
     }
     Ok(Pass {
         outcome,
-        plan: Some(plan),
-        wrote,
-        recorded,
+        plan: decision.plan,
+        wrote: decision.write,
+        base,
     })
+}
+
+impl Halt {
+    fn outcome(err: &S3Error) -> Outcome {
+        Outcome::new(err.reason(), err.to_string())
+    }
 }
 
 /// Whether the object's current spec had already reached the bucket, so that a write now
 /// undoes a change made outside Kubernetes.
-fn already_applied(obj: &BucketCors) -> bool {
-    obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation
-        && obj.is_ready()
+fn already_applied(obj: &BucketCors, known: Option<&BucketCorsStatus>) -> bool {
+    known.and_then(|s| s.observed_generation) == obj.metadata.generation
+        && (reported(known, Reason::Applied) || reported(known, Reason::InSync))
 }
 
-fn conflict_message<S>(
-    obj: &BucketCors,
-    ctx: &Context<S>,
-    owner: &ObjectRef<BucketCors>,
-) -> String {
-    format!(
-        "bucket {} is managed by BucketCors {}/{}, created first; this object writes nothing while that one exists",
-        target::bucket_of(obj, ctx).key(),
-        owner.namespace.as_deref().unwrap_or_default(),
-        owner.name
-    )
-}
-
-/// Before the first write from this object, keeps what the bucket held in the status (so that
-/// it survives a restart and `deletionPolicy: Restore` can put it back) and says so. A bucket
-/// with no configuration has nothing to lose: unless the object restores on delete, that is
-/// recorded with the pass's own status, sparing an API write per new bucket.
-async fn record_previous<S: CorsStore>(
-    obj: &BucketCors,
-    ctx: &Context<S>,
-    observed: &[cors::CorsRule],
-) -> Result<Option<PreviousConfiguration>, Halt> {
-    if ctx.known_record(obj).is_some() {
-        return Ok(None);
-    }
-    let previous = PreviousConfiguration {
-        rules: observed.iter().cloned().map(Into::into).collect(),
-        recorded_at: now(),
-    };
-    // With Restore, "the bucket had none" decides what deletion does, so it is recorded before
-    // the write too: a crash between the write and the status must not lose it.
-    let restore = obj.spec.deletion_policy == DeletionPolicy::Restore;
-    if !observed.is_empty() || restore {
-        let mut status = obj.status.clone().unwrap_or_default();
-        status.previous_configuration = Some(previous.clone());
-        patch_status(obj, ctx, &status).await.map_err(Halt::Api)?;
-        ctx.remember_record(obj, &previous);
-    }
-    if !observed.is_empty() {
-        let note = format!(
-            "the bucket had {} rule(s) this object did not write; they are kept in status.previousConfiguration",
-            observed.len()
-        );
-        publish(obj, ctx, EventType::Normal, "Adopted", &note).await;
-    }
-    Ok(Some(previous))
+/// Whether the Ready condition of `status` ends with `reason`.
+fn reported(status: Option<&BucketCorsStatus>, reason: Reason) -> bool {
+    status.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == status::READY && c.reason == reason.as_str())
+    })
 }
 
 fn now() -> String {
@@ -305,7 +285,7 @@ async fn patch_status<S>(
 
 /// Undoes what this object did to its bucket, as its deletion policy says. Only an object that
 /// holds the bucket acts: one with a valid spec that took the bucket (recorded what was there,
-/// or was Ready) and is not waiting behind another holder. Cleanup that cannot act (the Secret
+/// or was Ready) and that the index names as its holder. Cleanup that cannot act (the Secret
 /// or the bucket is gone, the store refuses) releases the finalizer and says so in a Warning
 /// Event, so that a deletion, and its namespace's, always finishes; only a store that is
 /// unavailable is retried, for at most `CLEANUP_PATIENCE`.
@@ -320,11 +300,11 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
         // Never written: nothing of this object's is on the bucket.
         return Ok(Action::await_change());
     }
-    let holds = super::holds_bucket(obj) || ctx.known_record(obj).is_some();
-    if !holds || ctx.owner_other_than(obj).await.is_some() {
+    let known = ctx.known_status(obj);
+    if !holds_bucket(known.as_ref()) || ctx.ownership(obj).await != Ownership::Holds {
         return Ok(Action::await_change());
     }
-    let previous = ctx.known_record(obj);
+    let previous = known.as_ref().and_then(|s| s.previous_configuration.clone());
     let restore = match (spec.deletion_policy, previous.as_ref()) {
         // Never wrote, so there is nothing to restore.
         (DeletionPolicy::Restore, None) => return Ok(Action::await_change()),
@@ -355,7 +335,8 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
             Ok(Action::await_change())
         }
         Err(outcome) if outcome.reason == Reason::Unavailable && !cleanup_overdue(obj) => {
-            report(obj, ctx, &Pass::stopped(outcome.clone())).await?;
+            let pass = Pass::stopped(outcome.clone(), known.clone());
+            report(obj, ctx, known.as_ref(), &pass).await?;
             Err(Error::Cleanup {
                 object: ObjectRef::from(obj).to_string(),
                 reason: outcome.reason,
@@ -394,10 +375,12 @@ async fn undo<S: CorsStore>(
 ) -> Result<String, Outcome> {
     let result = match restore {
         Some(rules) => ctx
+            .store
             .put_cors(target, rules)
             .await
             .map(|()| format!("put back the {} rule(s) the bucket had before", rules.len())),
         None => ctx
+            .store
             .delete_cors(target)
             .await
             .map(|()| "removed the bucket's CORS configuration".to_owned()),
@@ -409,31 +392,24 @@ async fn undo<S: CorsStore>(
     }
 }
 
-/// Writes the status when it changed and publishes the Events a pass deserves.
+/// Writes the pass's status when it differs from the one the API holds (`known`), and
+/// publishes the Events the pass deserves. The one status write of a pass.
 async fn report<S: CorsStore>(
     obj: &BucketCors,
     ctx: &Context<S>,
+    known: Option<&BucketCorsStatus>,
     pass: &Pass,
 ) -> Result<(), Error> {
-    // Server-side apply removes what this manager stops sending: every status write carries
-    // the adoption record, even when the cached object does not show it yet.
-    let mut previous = obj.status.clone();
-    if let Some(recorded) = pass.recorded.clone().or_else(|| ctx.known_record(obj)) {
-        previous.get_or_insert_default().previous_configuration = Some(recorded);
-    }
     let next = status::next_status(
-        previous.as_ref(),
+        pass.base.as_ref(),
         &pass.outcome,
         obj.metadata.generation,
         &now(),
     );
-    let changed = obj.status.as_ref() != Some(&next);
+    let changed = known != Some(&next);
     if changed {
         patch_status(obj, ctx, &next).await?;
-    }
-    match &next.previous_configuration {
-        Some(record) if !ctx.cache_shows_record(obj) => ctx.remember_record(obj, record),
-        _ => ctx.forget_record(obj),
+        ctx.wrote_status(obj, &next);
     }
 
     let outcome = &pass.outcome;

@@ -1,0 +1,355 @@
+//! What one pass over an object does, decided without a cluster or a store: from the spec,
+//! what the bucket holds, the status this operator last wrote and who holds the bucket, to
+//! the write to make, the adoption record to keep and the outcome to report.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use crate::admission;
+use crate::api::{BucketCorsSpec, BucketCorsStatus, DeletionPolicy, ManagementPolicy};
+use crate::api::{ObservedRule, PreviousConfiguration};
+use crate::cors::{self, CorsRule, Plan};
+use crate::reason::Reason;
+use crate::status::Outcome;
+
+/// Who may write the bucket an object names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// This object holds the bucket (or nothing else competes for it).
+    Holds,
+    /// Another object holds it; this one writes nothing while that one exists.
+    Waits {
+        /// The bucket, as its canonical key.
+        bucket: String,
+        /// `namespace/name` of the holder.
+        holder: String,
+    },
+}
+
+/// A write to the bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    Put(Vec<CorsRule>),
+    Delete,
+}
+
+/// What the bucket held before this object first wrote it, to keep in
+/// `status.previousConfiguration`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub previous: PreviousConfiguration,
+    /// Whether the record must reach the API before the bucket is written: it holds rules
+    /// that would be lost, or the object restores on delete (so "it had none" matters).
+    /// Otherwise it travels with the pass's status.
+    pub before_write: bool,
+}
+
+impl Record {
+    /// Rules the bucket had that this object did not write (announced as Adopted).
+    pub fn adopted(&self) -> usize {
+        self.previous.rules.len()
+    }
+}
+
+/// The last successful write of one object, kept by the operator between passes, to tell a
+/// write that does not stick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastWrite {
+    /// The generation whose spec was written.
+    pub generation: Option<i64>,
+    /// [`fingerprint`] of what the bucket held just before that write.
+    pub before: u64,
+}
+
+/// What a pass does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The difference between spec and bucket, when the bucket was compared.
+    pub plan: Option<Plan>,
+    pub write: Option<Write>,
+    pub record: Option<Record>,
+    /// The pass's outcome when it writes nothing, or when its write succeeds.
+    pub outcome: Outcome,
+}
+
+impl Decision {
+    fn stop(outcome: Outcome) -> Self {
+        Decision {
+            plan: None,
+            write: None,
+            record: None,
+            outcome,
+        }
+    }
+}
+
+/// Why a pass stops before reading the bucket: the spec breaks an S3 rule, or another object
+/// holds the bucket. No S3 call is made for either.
+pub fn precheck(spec: &BucketCorsSpec, ownership: &Ownership) -> Result<(), Outcome> {
+    if let Err(errors) = admission::validate(spec) {
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(Outcome::new(Reason::InvalidSpec, message));
+    }
+    if let (ManagementPolicy::Full, Ownership::Waits { bucket, holder }) =
+        (spec.management_policy, ownership)
+    {
+        return Err(Outcome::new(
+            Reason::Conflict,
+            format!(
+                "bucket {bucket} is managed by BucketCors {holder}, which held it first; this object writes nothing while that one exists"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The pass over an object whose bucket holds `observed`. `status` is the last status this
+/// operator wrote (or, after a restart, the one the API holds); `last_write` this object's
+/// last successful write, if the operator remembers one.
+pub fn decide(
+    spec: &BucketCorsSpec,
+    generation: Option<i64>,
+    observed: &[CorsRule],
+    status: Option<&BucketCorsStatus>,
+    ownership: &Ownership,
+    last_write: Option<&LastWrite>,
+    now: &str,
+) -> Decision {
+    if let Err(outcome) = precheck(spec, ownership) {
+        return Decision::stop(outcome);
+    }
+    let plan = cors::diff(&spec.rules, observed);
+    let in_sync = || {
+        Outcome::new(
+            Reason::InSync,
+            format!(
+                "the bucket holds the {} rule(s) of the spec",
+                observed.len()
+            ),
+        )
+        .with_rule_count(observed.len())
+    };
+    let (write, outcome) = match (&plan, spec.management_policy) {
+        (Plan::NoChange, _) => (None, in_sync()),
+        (_, ManagementPolicy::ObserveOnly) => (
+            None,
+            Outcome::new(Reason::Drifted, cors::describe_drift(&spec.rules, observed))
+                .with_rule_count(observed.len()),
+        ),
+        (_, ManagementPolicy::Full) if unkept(last_write, generation, observed) => (
+            None,
+            Outcome::new(
+                Reason::NotPersisted,
+                format!(
+                    "the bucket reads back what it held before this object's last write ({}): the store does not keep these rules as written, or something else puts its own back; nothing more is written until the spec or the bucket changes",
+                    cors::describe_drift(&spec.rules, observed)
+                ),
+            )
+            .with_rule_count(observed.len()),
+        ),
+        (Plan::Put(rules), ManagementPolicy::Full) => (
+            Some(Write::Put(rules.clone())),
+            Outcome::new(
+                Reason::Applied,
+                format!("put {} rule(s) on the bucket", rules.len()),
+            )
+            .with_rule_count(rules.len()),
+        ),
+        (Plan::Delete, ManagementPolicy::Full) => (
+            Some(Write::Delete),
+            Outcome::new(Reason::Applied, "removed the bucket's CORS configuration")
+                .with_rule_count(0),
+        ),
+    };
+    let recorded = status.is_some_and(|s| s.previous_configuration.is_some());
+    let record = (write.is_some() && !recorded).then(|| Record {
+        previous: PreviousConfiguration {
+            rules: observed.iter().cloned().map(ObservedRule::from).collect(),
+            recorded_at: now.to_owned(),
+        },
+        before_write: !observed.is_empty() || spec.deletion_policy == DeletionPolicy::Restore,
+    });
+    Decision {
+        plan: Some(plan),
+        write,
+        record,
+        outcome,
+    }
+}
+
+/// Whether the last write, of this same spec, left the bucket as it was before it: writing
+/// again would change nothing.
+fn unkept(last_write: Option<&LastWrite>, generation: Option<i64>, observed: &[CorsRule]) -> bool {
+    last_write.is_some_and(|w| w.generation == generation && w.before == fingerprint(observed))
+}
+
+/// A digest of a bucket's rules, kept instead of the rules themselves.
+pub fn fingerprint(rules: &[CorsRule]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for rule in rules {
+        rule.id.hash(&mut hasher);
+        rule.allowed_origins.hash(&mut hasher);
+        rule.allowed_methods.hash(&mut hasher);
+        rule.allowed_headers.hash(&mut hasher);
+        rule.expose_headers.hash(&mut hasher);
+        rule.max_age_seconds.hash(&mut hasher);
+    }
+    rules.len().hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: &str = "2026-12-02T10:00:00Z";
+
+    fn spec(rules: serde_json::Value) -> BucketCorsSpec {
+        serde_json::from_value(json!({"bucket": "bucket-b", "rules": rules})).unwrap()
+    }
+
+    fn ours() -> serde_json::Value {
+        json!([{"id": "app", "allowedOrigins": ["https://app.example.com"], "allowedMethods": ["GET"]}])
+    }
+
+    fn theirs() -> Vec<CorsRule> {
+        vec![CorsRule::new(["https://other.example.com"], ["PUT"])]
+    }
+
+    fn recorded() -> BucketCorsStatus {
+        BucketCorsStatus {
+            previous_configuration: Some(PreviousConfiguration::default()),
+            ..Default::default()
+        }
+    }
+
+    fn waits() -> Ownership {
+        Ownership::Waits {
+            bucket: "aws/b".into(),
+            holder: "ns/first".into(),
+        }
+    }
+
+    #[test]
+    fn a_first_write_over_rules_records_them_before_writing() {
+        let s = spec(ours());
+        let d = decide(&s, Some(1), &theirs(), None, &Ownership::Holds, None, NOW);
+        assert!(matches!(d.write, Some(Write::Put(ref r)) if r == &s.rules), "{d:?}");
+        let record = d.record.expect("a record");
+        assert!(record.before_write);
+        assert_eq!(record.adopted(), 1);
+        assert_eq!(record.previous.cors_rules(), theirs());
+        assert_eq!(record.previous.recorded_at, NOW);
+        assert_eq!(d.outcome.reason, Reason::Applied);
+    }
+
+    #[test]
+    fn an_empty_bucket_is_recorded_with_the_outcome_unless_it_is_restored_later() {
+        let mut s = spec(ours());
+        let d = decide(&s, Some(1), &[], None, &Ownership::Holds, None, NOW);
+        assert!(!d.record.unwrap().before_write);
+        s.deletion_policy = DeletionPolicy::Restore;
+        let d = decide(&s, Some(1), &[], None, &Ownership::Holds, None, NOW);
+        assert!(d.record.unwrap().before_write);
+    }
+
+    #[test]
+    fn a_record_once_made_is_never_made_again() {
+        let s = spec(ours());
+        let status = recorded();
+        let d = decide(&s, Some(2), &theirs(), Some(&status), &Ownership::Holds, None, NOW);
+        assert!(d.write.is_some());
+        assert_eq!(d.record, None);
+    }
+
+    #[test]
+    fn nothing_is_recorded_when_nothing_is_written() {
+        let s = spec(ours());
+        let in_sync = s.rules.clone();
+        let d = decide(&s, Some(1), &in_sync, None, &Ownership::Holds, None, NOW);
+        assert_eq!((d.write, d.record), (None, None));
+        assert_eq!(d.outcome.reason, Reason::InSync);
+        assert_eq!(d.outcome.rule_count, Some(1));
+
+        let mut observe = spec(ours());
+        observe.management_policy = ManagementPolicy::ObserveOnly;
+        let d = decide(&observe, Some(1), &theirs(), None, &Ownership::Holds, None, NOW);
+        assert_eq!((d.write, d.record), (None, None));
+        assert_eq!(d.outcome.reason, Reason::Drifted);
+    }
+
+    #[test]
+    fn a_waiting_object_reads_nothing_and_writes_nothing() {
+        let s = spec(ours());
+        let outcome = precheck(&s, &waits()).unwrap_err();
+        assert_eq!(outcome.reason, Reason::Conflict);
+        assert!(outcome.message.contains("aws/b"), "{}", outcome.message);
+        assert!(outcome.message.contains("ns/first"), "{}", outcome.message);
+        let d = decide(&s, Some(1), &theirs(), None, &waits(), None, NOW);
+        assert_eq!((d.plan, d.write, d.record), (None, None, None));
+        // Observing does not compete for a bucket.
+        let mut observe = spec(ours());
+        observe.management_policy = ManagementPolicy::ObserveOnly;
+        assert!(precheck(&observe, &waits()).is_ok());
+    }
+
+    #[test]
+    fn an_invalid_spec_stops_before_anything_else() {
+        let s = spec(json!([{"allowedOrigins": ["https://a.example.com"], "allowedMethods": ["PATCH"]}]));
+        let outcome = precheck(&s, &Ownership::Holds).unwrap_err();
+        assert_eq!(outcome.reason, Reason::InvalidSpec);
+        assert!(outcome.message.contains("PATCH"), "{}", outcome.message);
+    }
+
+    #[test]
+    fn an_empty_spec_deletes_what_the_bucket_holds() {
+        let s = spec(json!([]));
+        let d = decide(&s, Some(1), &theirs(), None, &Ownership::Holds, None, NOW);
+        assert_eq!(d.write, Some(Write::Delete));
+        assert!(d.record.unwrap().before_write);
+    }
+
+    #[test]
+    fn a_write_that_did_not_stick_is_not_made_again_until_something_changes() {
+        let s = spec(ours());
+        // What a store that drops IDs reads back after the first write.
+        let dropped: Vec<CorsRule> = s
+            .rules
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.id = None;
+                r
+            })
+            .collect();
+        let last = LastWrite {
+            generation: Some(1),
+            before: fingerprint(&dropped),
+        };
+        let status = recorded();
+        let d = decide(&s, Some(1), &dropped, Some(&status), &Ownership::Holds, Some(&last), NOW);
+        assert_eq!(d.write, None);
+        assert_eq!(d.outcome.reason, Reason::NotPersisted);
+        assert!(!d.outcome.reason.is_ready());
+        // The bucket changed since: write.
+        let d = decide(&s, Some(1), &theirs(), Some(&status), &Ownership::Holds, Some(&last), NOW);
+        assert!(d.write.is_some());
+        // The spec changed since: write.
+        let d = decide(&s, Some(2), &dropped, Some(&status), &Ownership::Holds, Some(&last), NOW);
+        assert!(d.write.is_some());
+    }
+
+    #[test]
+    fn fingerprints_tell_rules_apart_by_order_and_content() {
+        let a = CorsRule::new(["https://a.example.com"], ["GET"]);
+        let b = CorsRule::new(["https://b.example.com"], ["GET"]);
+        assert_eq!(fingerprint(&[a.clone(), b.clone()]), fingerprint(&[a.clone(), b.clone()]));
+        assert_ne!(fingerprint(&[a.clone(), b.clone()]), fingerprint(&[b.clone(), a.clone()]));
+        assert_ne!(fingerprint(&[a.clone()]), fingerprint(&[a.clone().id("x")]));
+        assert_ne!(fingerprint(&[]), fingerprint(&[a]));
+    }
+}
