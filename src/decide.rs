@@ -238,7 +238,10 @@ mod tests {
     fn a_first_write_over_rules_records_them_before_writing() {
         let s = spec(ours());
         let d = decide(&s, Some(1), &theirs(), None, &Ownership::Holds, None, NOW);
-        assert!(matches!(d.write, Some(Write::Put(ref r)) if r == &s.rules), "{d:?}");
+        assert!(
+            matches!(d.write, Some(Write::Put(ref r)) if r == &s.rules),
+            "{d:?}"
+        );
         let record = d.record.expect("a record");
         assert!(record.before_write);
         assert_eq!(record.adopted(), 1);
@@ -261,7 +264,15 @@ mod tests {
     fn a_record_once_made_is_never_made_again() {
         let s = spec(ours());
         let status = recorded();
-        let d = decide(&s, Some(2), &theirs(), Some(&status), &Ownership::Holds, None, NOW);
+        let d = decide(
+            &s,
+            Some(2),
+            &theirs(),
+            Some(&status),
+            &Ownership::Holds,
+            None,
+            NOW,
+        );
         assert!(d.write.is_some());
         assert_eq!(d.record, None);
     }
@@ -277,7 +288,15 @@ mod tests {
 
         let mut observe = spec(ours());
         observe.management_policy = ManagementPolicy::ObserveOnly;
-        let d = decide(&observe, Some(1), &theirs(), None, &Ownership::Holds, None, NOW);
+        let d = decide(
+            &observe,
+            Some(1),
+            &theirs(),
+            None,
+            &Ownership::Holds,
+            None,
+            NOW,
+        );
         assert_eq!((d.write, d.record), (None, None));
         assert_eq!(d.outcome.reason, Reason::Drifted);
     }
@@ -299,7 +318,9 @@ mod tests {
 
     #[test]
     fn an_invalid_spec_stops_before_anything_else() {
-        let s = spec(json!([{"allowedOrigins": ["https://a.example.com"], "allowedMethods": ["PATCH"]}]));
+        let s = spec(
+            json!([{"allowedOrigins": ["https://a.example.com"], "allowedMethods": ["PATCH"]}]),
+        );
         let outcome = precheck(&s, &Ownership::Holds).unwrap_err();
         assert_eq!(outcome.reason, Reason::InvalidSpec);
         assert!(outcome.message.contains("PATCH"), "{}", outcome.message);
@@ -331,15 +352,39 @@ mod tests {
             before: fingerprint(&dropped),
         };
         let status = recorded();
-        let d = decide(&s, Some(1), &dropped, Some(&status), &Ownership::Holds, Some(&last), NOW);
+        let d = decide(
+            &s,
+            Some(1),
+            &dropped,
+            Some(&status),
+            &Ownership::Holds,
+            Some(&last),
+            NOW,
+        );
         assert_eq!(d.write, None);
         assert_eq!(d.outcome.reason, Reason::NotPersisted);
         assert!(!d.outcome.reason.is_ready());
         // The bucket changed since: write.
-        let d = decide(&s, Some(1), &theirs(), Some(&status), &Ownership::Holds, Some(&last), NOW);
+        let d = decide(
+            &s,
+            Some(1),
+            &theirs(),
+            Some(&status),
+            &Ownership::Holds,
+            Some(&last),
+            NOW,
+        );
         assert!(d.write.is_some());
         // The spec changed since: write.
-        let d = decide(&s, Some(2), &dropped, Some(&status), &Ownership::Holds, Some(&last), NOW);
+        let d = decide(
+            &s,
+            Some(2),
+            &dropped,
+            Some(&status),
+            &Ownership::Holds,
+            Some(&last),
+            NOW,
+        );
         assert!(d.write.is_some());
     }
 
@@ -347,8 +392,14 @@ mod tests {
     fn fingerprints_tell_rules_apart_by_order_and_content() {
         let a = CorsRule::new(["https://a.example.com"], ["GET"]);
         let b = CorsRule::new(["https://b.example.com"], ["GET"]);
-        assert_eq!(fingerprint(&[a.clone(), b.clone()]), fingerprint(&[a.clone(), b.clone()]));
-        assert_ne!(fingerprint(&[a.clone(), b.clone()]), fingerprint(&[b.clone(), a.clone()]));
+        assert_eq!(
+            fingerprint(&[a.clone(), b.clone()]),
+            fingerprint(&[a.clone(), b.clone()])
+        );
+        assert_ne!(
+            fingerprint(&[a.clone(), b.clone()]),
+            fingerprint(&[b.clone(), a.clone()])
+        );
         assert_ne!(fingerprint(&[a.clone()]), fingerprint(&[a.clone().id("x")]));
         assert_ne!(fingerprint(&[]), fingerprint(&[a]));
     }

@@ -135,13 +135,12 @@ async fn converge<S: CorsStore>(
     known: &mut Option<BucketCorsStatus>,
 ) -> Result<Pass, Error> {
     let spec = &obj.spec;
-    let ownership = if spec.management_policy == ManagementPolicy::Full
-        && admission::validate(spec).is_ok()
-    {
-        ctx.ownership(obj).await
-    } else {
-        Ownership::Holds
-    };
+    let ownership =
+        if spec.management_policy == ManagementPolicy::Full && admission::validate(spec).is_ok() {
+            ctx.ownership(obj).await
+        } else {
+            Ownership::Holds
+        };
     if let Err(outcome) = decide::precheck(spec, &ownership) {
         return Ok(Pass::stopped(outcome, known.clone()));
     }
@@ -220,8 +219,7 @@ async fn converge<S: CorsStore>(
         (None, Some(Plan::NoChange)) => ctx.set_last_write(obj, None),
         (None, _) => {}
     }
-    if outcome.reason == Reason::NotPersisted && !reported(known.as_ref(), Reason::NotPersisted)
-    {
+    if outcome.reason == Reason::NotPersisted && !reported(known.as_ref(), Reason::NotPersisted) {
         ctx.metrics.unkept_writes.inc();
     }
     Ok(Pass {
@@ -304,7 +302,9 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
     if !holds_bucket(known.as_ref()) || ctx.ownership(obj).await != Ownership::Holds {
         return Ok(Action::await_change());
     }
-    let previous = known.as_ref().and_then(|s| s.previous_configuration.clone());
+    let previous = known
+        .as_ref()
+        .and_then(|s| s.previous_configuration.clone());
     let restore = match (spec.deletion_policy, previous.as_ref()) {
         // Never wrote, so there is nothing to restore.
         (DeletionPolicy::Restore, None) => return Ok(Action::await_change()),

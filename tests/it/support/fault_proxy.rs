@@ -34,6 +34,12 @@ pub enum Failure {
     /// The request reaches the S3 server, which acts on it; its answer is lost (the
     /// connection is closed), as when a timeout strikes after the store committed.
     LoseAnswer,
+    /// The request reaches the S3 server, which acts on it; its answer is held (the connection
+    /// stays open, unanswered) until the fault is changed. `held` counts these.
+    HoldAnswer,
+    /// The answer comes back with every `<ID>` element removed, as a store that does not keep
+    /// rule IDs answers.
+    DropIds,
     /// The connection is reset (SO_LINGER 0, then closed).
     Reset,
     /// No answer; the connection stays open until the fault is changed.
@@ -68,6 +74,9 @@ struct Shared {
     fault: watch::Sender<Fault>,
     seen: AtomicUsize,
     faulted: AtomicUsize,
+    held: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
     /// What the proxy could not handle; reported by the test, not swallowed.
     errors: Mutex<Vec<String>>,
     /// Every request's method and target, in arrival order.
@@ -96,6 +105,9 @@ impl FaultProxy {
             fault: watch::Sender::new(Fault::Pass),
             seen: AtomicUsize::new(0),
             faulted: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
             errors: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
         });
@@ -166,6 +178,18 @@ impl FaultProxy {
         self.shared.faulted.load(Ordering::SeqCst)
     }
 
+    /// Requests the S3 server acted on whose answers are being held.
+    pub fn held(&self) -> usize {
+        self.check();
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were in the proxy at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.check();
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
     fn check(&self) {
         let errors = self.shared.errors.lock().unwrap();
         assert!(errors.is_empty(), "the fault proxy failed: {errors:?}");
@@ -219,6 +243,13 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         Err(_) => return,
     };
     shared.seen.fetch_add(1, Ordering::SeqCst);
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    answer(&mut client, request, &shared).await;
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+async fn answer(client: &mut BufReader<TcpStream>, request: Request, shared: &Shared) {
     let target = request.head[0]
         .split(' ')
         .nth(1)
@@ -282,6 +313,30 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
             }
             return;
         }
+        Some(Failure::HoldAnswer) => {
+            if let Err(err) = forward(&shared.upstream, &request).await {
+                let message = format!("forwarding to {}: {err}", shared.upstream);
+                shared.errors.lock().unwrap().push(message);
+                return;
+            }
+            shared.held.fetch_add(1, Ordering::SeqCst);
+            let _ = hang.changed().await;
+            return;
+        }
+        Some(Failure::DropIds) => match forward(&shared.upstream, &request).await {
+            Ok(response) => match without_ids(&response) {
+                Ok(answer) => answer,
+                Err(message) => {
+                    shared.errors.lock().unwrap().push(message);
+                    return;
+                }
+            },
+            Err(err) => {
+                let message = format!("forwarding to {}: {err}", shared.upstream);
+                shared.errors.lock().unwrap().push(message);
+                return;
+            }
+        },
         Some(Failure::Reset) => {
             let _ = client.get_ref().set_zero_linger();
             return;
@@ -375,6 +430,37 @@ async fn forward(upstream: &str, request: &Request) -> io::Result<Vec<u8>> {
     let mut answer = answer.into_bytes();
     answer.extend_from_slice(&response[end + 4..]);
     Ok(answer)
+}
+
+/// `answer` with every `<ID>…</ID>` element of its body removed and its Content-Length set
+/// to match.
+fn without_ids(answer: &[u8]) -> Result<Vec<u8>, String> {
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("answer without a head")?;
+    let head = String::from_utf8_lossy(&answer[..end]).into_owned();
+    let mut body = String::from_utf8(answer[end + 4..].to_vec()).map_err(|e| e.to_string())?;
+    if head
+        .lines()
+        .any(|l| header_value(l, "transfer-encoding").is_some())
+    {
+        return Err("DropIds: chunked answers are not supported".into());
+    }
+    while let Some(start) = body.find("<ID>") {
+        let stop = body[start..]
+            .find("</ID>")
+            .ok_or("DropIds: <ID> without </ID>")?;
+        body.replace_range(start..start + stop + "</ID>".len(), "");
+    }
+    let lines: Vec<String> = head
+        .split("\r\n")
+        .filter(|l| header_value(l, "content-length").is_none())
+        .map(str::to_owned)
+        .collect();
+    let mut out = without_connection_headers(&lines, &[]);
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    Ok(out.into_bytes())
 }
 
 /// The head's lines, minus the headers named, each ending in CRLF.

@@ -34,6 +34,7 @@ pub struct Harness {
     settings: Settings,
     shutdown: Option<oneshot::Sender<()>>,
     controller: Option<JoinHandle<()>>,
+    context: Option<std::sync::Arc<Context<SdkStore>>>,
 }
 
 impl Harness {
@@ -58,6 +59,24 @@ impl Harness {
         configure: impl FnOnce(&mut Settings),
     ) -> Harness {
         Harness::new(s3_endpoint, configure, true).await
+    }
+
+    /// A namespace of its own that no harness watches yet, on the shared control plane.
+    pub async fn new_namespace(prefix: &str) -> String {
+        let client = Cluster::shared().client().await;
+        let name = unique_name(prefix);
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client)
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        name
     }
 
     async fn new(
@@ -97,6 +116,7 @@ impl Harness {
             settings,
             shutdown: None,
             controller: None,
+            context: None,
         };
         if run_controller {
             harness.start_controller();
@@ -110,11 +130,27 @@ impl Harness {
             ambient_store(),
             self.settings.clone(),
         ));
+        self.context = Some(ctx.clone());
         let (tx, rx) = oneshot::channel();
         self.controller = Some(tokio::spawn(controller::run(ctx, async {
             let _ = rx.await;
         })));
         self.shutdown = Some(tx);
+    }
+
+    /// What the running controller keeps in memory about objects: failure counts, statuses
+    /// written ahead of the cache, last writes.
+    pub fn kept(&self) -> (usize, usize, usize) {
+        self.context.as_ref().expect("a controller runs").kept()
+    }
+
+    /// The running controller's metrics, as Prometheus text.
+    pub fn metrics(&self) -> String {
+        self.context
+            .as_ref()
+            .expect("a controller runs")
+            .metrics
+            .encode()
     }
 
     /// Asks the controller to stop without waiting for it.

@@ -1,0 +1,210 @@
+//! The edges of ownership and of the pass: a holder keeps its bucket, the next one takes it
+//! the moment it goes, a write that does not stick is reported instead of repeated, one
+//! concurrency budget covers every namespace, and a deleted object leaves nothing in memory.
+
+use std::time::Duration;
+
+use bucketcors::api::{BucketCors, ManagementPolicy};
+use bucketcors::cors::CorsRule;
+use kube::api::{Api, PostParams};
+
+use crate::support::fault_proxy::{Failure, Fault, FaultProxy};
+use crate::support::harness::{Harness, PROMPTLY, bucket_cors, eventually};
+use crate::support::moto::Moto;
+use crate::support::operator::sample;
+
+fn rules_a() -> Vec<CorsRule> {
+    vec![CorsRule::new(["https://a.example.com"], ["GET"]).id("a")]
+}
+
+fn rules_b() -> Vec<CorsRule> {
+    vec![CorsRule::new(["https://b.example.com"], ["PUT"]).id("b")]
+}
+
+fn reason(obj: &BucketCors) -> String {
+    obj.ready_condition()
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_object_that_starts_writing_does_not_take_a_bucket_another_one_manages() {
+    let h = Harness::start().await;
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("sticky").await;
+    // Created first, and first by name too: it would win every tie-break.
+    let mut older = h.spec(&bucket, rules_a());
+    older.management_policy = ManagementPolicy::ObserveOnly;
+    h.create("a-older", older.clone()).await;
+    h.wait_reason("a-older", "Drifted").await;
+    h.create("b-newer", h.spec(&bucket, rules_b())).await;
+    h.wait_reason("b-newer", "Applied").await;
+
+    older.management_policy = ManagementPolicy::Full;
+    h.update("a-older", &older).await;
+    let waiting = h.wait_reason("a-older", "Conflict").await;
+    let message = &waiting.ready_condition().unwrap().message;
+    assert!(
+        message.contains(&format!("{}/b-newer", h.namespace)),
+        "{message}"
+    );
+    // Resyncs of both: the holder stays the holder.
+    let calls = moto.cors_calls(&bucket).len();
+    eventually("three resyncs of the holder", PROMPTLY, || async {
+        moto.cors_calls(&bucket).len() >= calls + 3
+    })
+    .await;
+    assert_eq!(moto.cors_writes(&bucket), 1, "only the holder wrote");
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules_b());
+    assert_eq!(reason(&h.api.get("b-newer").await.unwrap()), "InSync");
+    assert_eq!(reason(&h.api.get("a-older").await.unwrap()), "Conflict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_object_takes_the_bucket_as_soon_as_the_holder_is_gone() {
+    // With a resync of five minutes, only a wake-up brings the waiting object in time.
+    let h = Harness::start_configured(&Moto::shared().endpoint(), |s| {
+        s.resync_interval = Duration::from_secs(300);
+    })
+    .await;
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("wake").await;
+    h.create("holder", h.spec(&bucket, rules_a())).await;
+    h.wait_reason("holder", "Applied").await;
+    h.create("waiting", h.spec(&bucket, rules_b())).await;
+    h.wait_reason("waiting", "Conflict").await;
+
+    // The holder's Delete policy removes its rules; the waiting object puts its own at once.
+    h.delete("holder").await;
+    h.wait_gone("holder").await;
+    h.wait_reason_within("waiting", "Applied", Duration::from_secs(10))
+        .await;
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules_b());
+    let events = h.events("holder").await;
+    assert!(
+        events.iter().any(|(_, reason, _)| reason == "Deleted"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_does_not_keep_what_is_written_is_reported_once_not_written_forever() {
+    let moto = Moto::shared();
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    // Reads come back without rule IDs, as from a store that does not keep them.
+    proxy.set(Fault::All(Failure::DropIds));
+    let h = Harness::start_with(&proxy.endpoint()).await;
+    let bucket = moto.new_bucket("unkept").await;
+    h.create("web", h.spec(&bucket, rules_a())).await;
+    let stuck = h.wait_reason("web", "NotPersisted").await;
+    let condition = stuck.ready_condition().unwrap();
+    assert_eq!(condition.status, "False");
+    assert!(
+        condition.message.contains("reads back what it held"),
+        "{}",
+        condition.message
+    );
+    let writes = proxy.cors_writes(&bucket);
+    assert_eq!(
+        writes, 2,
+        "found out at the second write that changed nothing"
+    );
+
+    // Many resyncs later: no more writes, one Warning, counted once.
+    let calls = proxy.cors_calls(&bucket).len();
+    eventually("four more resyncs", PROMPTLY, || async {
+        proxy.cors_calls(&bucket).len() >= calls + 4
+    })
+    .await;
+    assert_eq!(proxy.cors_writes(&bucket), writes);
+    let warnings: Vec<_> = h
+        .events("web")
+        .await
+        .into_iter()
+        .filter(|(type_, reason, _)| type_ == "Warning" && reason == "NotPersisted")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(
+        sample(&h.metrics(), "bucketcors_unkept_writes_total", ""),
+        Some(1.0)
+    );
+
+    // The store keeps IDs again and someone changes the bucket: the object writes and is Ready.
+    proxy.set(Fault::Pass);
+    crate::support::harness::put_behind_the_back(&moto.client(), &bucket, "https://x.example.com")
+        .await;
+    h.wait_reason("web", "Applied").await;
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules_a());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_concurrency_budget_covers_every_watched_namespace() {
+    let moto = Moto::shared();
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let other = Harness::new_namespace("t").await;
+    let h = Harness::start_configured(&proxy.endpoint(), |s| {
+        s.concurrency = 1;
+        s.namespaces.push(other.clone());
+    })
+    .await;
+    let other_api: Api<BucketCors> = Api::namespaced(h.client.clone(), &other);
+    let mut buckets = Vec::new();
+    for i in 0..3 {
+        let (mine, theirs) = (
+            moto.new_bucket("budget").await,
+            moto.new_bucket("budget").await,
+        );
+        h.create(&format!("web-{i}"), h.spec(&mine, rules_a()))
+            .await;
+        other_api
+            .create(
+                &PostParams::default(),
+                &BucketCors::new(&format!("web-{i}"), h.spec(&theirs, rules_b())),
+            )
+            .await
+            .unwrap();
+        buckets.push((mine, theirs));
+    }
+    eventually("every bucket written", PROMPTLY, || async {
+        let mut all = true;
+        for (mine, theirs) in &buckets {
+            all &= bucket_cors(&moto.client(), mine).await == rules_a()
+                && bucket_cors(&moto.client(), theirs).await == rules_b();
+        }
+        all
+    })
+    .await;
+    assert_eq!(
+        proxy.max_in_flight(),
+        1,
+        "more than one S3 call at a time with --concurrency 1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_object_leaves_nothing_behind_in_the_operators_memory() {
+    let h = Harness::start().await;
+    let moto = Moto::shared();
+    // Failing objects count their failures; a recorded bucket has a status ahead of the cache.
+    h.create("missing", h.spec("no-such-bucket-anywhere", rules_a()))
+        .await;
+    h.wait_reason("missing", "BucketNotFound").await;
+    let bucket = moto.new_bucket("memory").await;
+    crate::support::harness::put_behind_the_back(&moto.client(), &bucket, "https://x.example.com")
+        .await;
+    h.create("adopting", h.spec(&bucket, rules_a())).await;
+    h.wait_reason("adopting", "Applied").await;
+    eventually("a failure to be counted", PROMPTLY, || async {
+        h.kept().0 >= 1
+    })
+    .await;
+
+    h.delete("missing").await;
+    h.delete("adopting").await;
+    h.wait_gone("missing").await;
+    h.wait_gone("adopting").await;
+    eventually("nothing kept about deleted objects", PROMPTLY, || async {
+        h.kept() == (0, 0, 0)
+    })
+    .await;
+}
