@@ -233,13 +233,10 @@ fn render_chart(namespace: &str, out: &Path) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
-    let h = Harness::without_controller().await;
-    let moto = Moto::shared();
-    let bucket = moto.new_bucket("proc").await;
-    let dir = std::env::temp_dir().join(unique_name("chart"));
-    std::fs::create_dir_all(&dir).unwrap();
+/// Applies the chart's ServiceAccount and RBAC (namespaced mode, for the harness's namespace)
+/// and returns a kubeconfig that authenticates as that ServiceAccount, as the pod would, with
+/// the account's name and the Lease the chart configures.
+async fn chart_identity(h: &Harness, dir: &Path) -> (PathBuf, String, String) {
     let docs = render_chart(&h.namespace, &dir.join("render.yaml"));
     let access: Vec<&Value> = docs
         .iter()
@@ -278,7 +275,6 @@ async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
         .unwrap()
         .to_owned();
 
-    // Authenticate as the ServiceAccount, as the pod would.
     let accounts: Api<ServiceAccount> = Api::namespaced(h.client.clone(), &h.namespace);
     let request = TokenRequest {
         spec: TokenRequestSpec {
@@ -300,6 +296,17 @@ async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
     kubeconfig["users"][0]["user"] = serde_json::json!({ "token": token });
     let sa_kubeconfig = dir.join("kubeconfig");
     std::fs::write(&sa_kubeconfig, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+    (sa_kubeconfig, sa_name, lease_arg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("proc").await;
+    let dir = std::env::temp_dir().join(unique_name("chart"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sa_kubeconfig, sa_name, lease_arg) = chart_identity(&h, &dir).await;
 
     let mut op = OperatorProcess::start(
         &sa_kubeconfig,
@@ -480,4 +487,46 @@ async fn a_leader_that_loses_its_lease_stops_at_once_and_writes_nothing_more() {
         "a write landed after the Lease was lost"
     );
     eprintln!("op-a stopped {stopped:?} after its Lease was taken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_the_operator_may_not_list_does_not_hold_up_the_others() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("proc").await;
+    let dir = std::env::temp_dir().join(unique_name("refused"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The chart grants the harness's namespace only; the other is watched but refused.
+    let (sa_kubeconfig, _, _) = chart_identity(&h, &dir).await;
+    let refused = Harness::new_namespace("refused").await;
+    let mut op = OperatorProcess::start(
+        &sa_kubeconfig,
+        &[
+            "--namespace",
+            &h.namespace,
+            "--namespace",
+            &refused,
+            "--resync-interval",
+            "2s",
+        ],
+        &[],
+        log_path("refused"),
+    );
+    h.create("web", h.spec(&bucket, rules("https://a.example.com")))
+        .await;
+    h.wait_reason("web", "Applied").await;
+    assert_eq!(
+        bucket_cors(&moto.client(), &bucket).await,
+        rules("https://a.example.com")
+    );
+    eventually("the refusal to be counted", PROMPTLY, || async {
+        sample(&op.scrape(), "bucketcors_watch_refused_total", "").is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    op.terminate();
+    let logs = op.logs();
+    assert!(
+        logs.contains("refuses to list BucketCors") && logs.contains(&refused),
+        "the refusal is not logged with its namespace: {logs}"
+    );
 }
