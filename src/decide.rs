@@ -400,7 +400,10 @@ mod tests {
             fingerprint(&[a.clone(), b.clone()]),
             fingerprint(&[b.clone(), a.clone()])
         );
-        assert_ne!(fingerprint(&[a.clone()]), fingerprint(&[a.clone().id("x")]));
+        assert_ne!(
+            fingerprint(std::slice::from_ref(&a)),
+            fingerprint(&[a.clone().id("x")])
+        );
         assert_ne!(fingerprint(&[]), fingerprint(&[a]));
     }
 }

@@ -157,7 +157,7 @@ async fn killed_in_the_middle_of_converging_a_thousand_objects_it_converges_them
             let (s3, bucket) = (s3.clone(), bucket(i));
             async move {
                 s3.create_bucket().bucket(&bucket).send().await.unwrap();
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     put_behind_the_back(&s3, &bucket, "https://theirs.example.com").await;
                 }
             }
@@ -208,7 +208,7 @@ async fn killed_in_the_middle_of_converging_a_thousand_objects_it_converges_them
     for obj in &objects {
         let i: usize = obj.metadata.name.as_ref().unwrap()[4..].parse().unwrap();
         let record = record(obj);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             assert_eq!(
                 record,
                 Some(theirs.clone()),
