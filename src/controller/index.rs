@@ -101,7 +101,7 @@ impl Buckets {
         obj: &BucketCors,
         entry: Entry,
     ) -> Vec<ObjectRef<BucketCors>> {
-        let object = ObjectRef::from(obj);
+        let object = super::lean(obj);
         if let Some(seen) = self.listing.get_mut(&watch) {
             seen.insert(object.clone());
         }
@@ -132,14 +132,15 @@ impl Buckets {
             }
         }
         self.members.insert(
-            object,
+            object.clone(),
             Member {
                 key: key.clone(),
                 rank,
                 watch,
             },
         );
-        woken.extend(self.elect(&key));
+        // An object that takes a free bucket is being reconciled for this very change.
+        woken.extend(self.elect(&key).filter(|holder| *holder != object));
         woken
     }
 
@@ -289,10 +290,11 @@ mod tests {
         // Back again: it waits now.
         assert!(index.apply(0, &first, competes("aws/b")).is_empty());
         assert_eq!(name(index.holder("aws/b")), Some("second".into()));
-        // The holder names another bucket: it holds that one, the other is handed over.
+        // The holder names another bucket: it holds that one (and is reconciled for that
+        // change anyway), the other is handed over.
         let woken = index.apply(0, &second, competes("aws/other"));
         let names: Vec<_> = woken.into_iter().map(|r| r.name).collect();
-        assert_eq!(names, ["first", "second"]);
+        assert_eq!(names, ["first"]);
         assert_eq!(name(index.holder("aws/b")), Some("first".into()));
         assert_eq!(name(index.holder("aws/other")), Some("second".into()));
     }

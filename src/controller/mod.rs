@@ -160,9 +160,21 @@ impl<S: CorsStore> Context<S> {
         }
     }
 
+    /// The watch shows `obj`: a status written for it that the object now shows is no longer
+    /// kept (memory stays bounded by what the cache lags behind, not by the objects written).
+    fn caught_up(&self, obj: &BucketCors) {
+        let object = ObjectRef::from(obj);
+        let mut written = self.written.lock().expect("poisoned");
+        if let Some((uid, status)) = written.get(&object)
+            && (obj.metadata.uid.as_ref() != Some(uid) || obj.status.as_ref() == Some(status))
+        {
+            written.remove(&object);
+        }
+    }
+
     /// Notes that `status` is what the API holds for `obj` now.
     fn wrote_status(&self, obj: &BucketCors, status: &BucketCorsStatus) {
-        let object = ObjectRef::from(obj);
+        let object = lean(obj);
         let mut written = self.written.lock().expect("poisoned");
         match &obj.metadata.uid {
             Some(uid) if obj.status.as_ref() != Some(status) => {
@@ -183,7 +195,7 @@ impl<S: CorsStore> Context<S> {
     }
 
     fn set_last_write(&self, obj: &BucketCors, write: Option<LastWrite>) {
-        let object = ObjectRef::from(obj);
+        let object = lean(obj);
         let mut writes = self.last_writes.lock().expect("poisoned");
         match (write, &obj.metadata.uid) {
             (Some(w), Some(uid)) => writes.insert(object, (uid.clone(), w)),
@@ -254,6 +266,7 @@ impl<S: CorsStore> Context<S> {
                 Vec::new()
             }
             watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                self.caught_up(obj);
                 buckets.apply(watch, obj, self.entry(obj))
             }
             watcher::Event::InitDone => {
@@ -294,7 +307,9 @@ impl<S: CorsStore> Context<S> {
         }
         let attempt = {
             let mut failures = self.failures.lock().expect("poisoned");
-            let n = failures.entry(object.clone()).or_insert(0);
+            let mut key = object.clone();
+            key.extra = Default::default();
+            let n = failures.entry(key).or_insert(0);
             *n = n.saturating_add(1);
             *n
         };
@@ -322,6 +337,14 @@ impl<S: CorsStore> Gauges for Context<S> {
             .ready_objects
             .set(i64::try_from(ready).unwrap_or(i64::MAX));
     }
+}
+
+/// A reference to `obj` for keeping: without the resource version and uid it carries otherwise
+/// (which equality and hashing ignore), so that thousands of them stay small.
+fn lean(obj: &BucketCors) -> ObjectRef<BucketCors> {
+    let mut object = ObjectRef::from(obj);
+    object.extra = Default::default();
+    object
 }
 
 /// Whether a status shows the bucket taken: it recorded what was there before writing, or it
@@ -402,7 +425,8 @@ pub async fn run<S: CorsStore>(
                         _ => false,
                     };
                     let taken = ctx.index_event(watch, event);
-                    for object in taken {
+                    // Before every namespace is listed no pass has run yet: nobody to wake.
+                    for object in taken.into_iter().filter(|_| ctx.synced.get()) {
                         let _ = wakers[ctx.watch_of(&object)].unbounded_send(object);
                     }
                     if first_list && !listed {

@@ -194,6 +194,13 @@ async fn a_deleted_object_leaves_nothing_behind_in_the_operators_memory() {
         .await;
     h.create("adopting", h.spec(&bucket, rules_a())).await;
     h.wait_reason("adopting", "Applied").await;
+    // A status written is kept only until the cache shows it.
+    eventually(
+        "written statuses dropped once the cache shows them",
+        PROMPTLY,
+        || async { h.kept().1 == 0 },
+    )
+    .await;
     eventually("a failure to be counted", PROMPTLY, || async {
         h.kept().0 >= 1
     })
