@@ -7,7 +7,7 @@
 //! object, so that a restart picks the same holder: the one whose status shows it took the
 //! bucket, then the oldest, then the lesser namespace/name.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::ObjectRef;
@@ -35,13 +35,29 @@ struct Member {
 #[derive(Default)]
 struct Slot {
     holder: Option<ObjectRef<BucketCors>>,
-    // Ranks are unique: they end with the namespace and name.
-    candidates: BTreeMap<Rank, ObjectRef<BucketCors>>,
+    // Sorted by rank, best first; ranks are unique (they end with the namespace and name).
+    // A vector, not a B-tree: most buckets have one candidate, and a B-tree node is sized for
+    // eleven.
+    candidates: Vec<(Rank, ObjectRef<BucketCors>)>,
 }
 
 impl Slot {
     fn best(&self) -> Option<ObjectRef<BucketCors>> {
-        self.candidates.first_key_value().map(|(_, r)| r.clone())
+        self.candidates.first().map(|(_, r)| r.clone())
+    }
+
+    fn insert(&mut self, rank: Rank, object: ObjectRef<BucketCors>) {
+        let at = self
+            .candidates
+            .binary_search_by(|(r, _)| r.cmp(&rank))
+            .unwrap_or_else(|at| at);
+        self.candidates.insert(at, (rank, object));
+    }
+
+    fn remove(&mut self, rank: &Rank) {
+        if let Ok(at) = self.candidates.binary_search_by(|(r, _)| r.cmp(rank)) {
+            self.candidates.remove(at);
+        }
     }
 }
 
@@ -119,15 +135,14 @@ impl Buckets {
             Some(m) if m.key == key && m.rank == rank => return woken,
             Some(m) if m.key == key => {
                 let slot = self.slots.get_mut(&key).expect("a member's slot exists");
-                slot.candidates.remove(&m.rank);
-                slot.candidates.insert(rank.clone(), object.clone());
+                slot.remove(&m.rank);
+                slot.insert(rank.clone(), object.clone());
             }
             _ => {
                 woken.extend(self.remove(&object));
                 self.slots
                     .entry(key.clone())
                     .or_default()
-                    .candidates
                     .insert(rank.clone(), object.clone());
             }
         }
@@ -152,7 +167,7 @@ impl Buckets {
     fn remove(&mut self, object: &ObjectRef<BucketCors>) -> Option<ObjectRef<BucketCors>> {
         let member = self.members.remove(object)?;
         let slot = self.slots.get_mut(&member.key)?;
-        slot.candidates.remove(&member.rank);
+        slot.remove(&member.rank);
         if slot.holder.as_ref() == Some(object) {
             slot.holder = None;
         }
