@@ -125,7 +125,7 @@ async fn killed_after_the_adoption_record_and_before_the_put_it_loses_nothing() 
     let after = h.wait_for("web", "settled", PROMPTLY, settled).await;
     assert_eq!(record(&after), Some(theirs.clone()), "the record survived");
     assert_eq!(bucket_cors(&moto.client(), &bucket).await, ours());
-    let events = h.events("web").await;
+    let events = h.wait_event("web", |(_, r, _)| r == "Adopted").await;
     let adopted = events.iter().filter(|(_, r, _)| r == "Adopted").count();
     assert_eq!(adopted, 1, "adopted once, across the crash: {events:?}");
 

@@ -63,13 +63,8 @@ async fn a_new_object_puts_its_rules_in_order_then_reports_in_sync() {
         ready.last_transition_time
     );
     assert_eq!(moto.cors_writes(&bucket), 1);
-    let events = h.events("web").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Normal" && r == "Applied"),
-        "{events:?}"
-    );
+    h.wait_event("web", |(t, r, _)| t == "Normal" && r == "Applied")
+        .await;
 
     let table = h.cluster.kubectl(&["get", "bcors", "-n", &h.namespace]);
     let mut lines = table.lines();
@@ -305,13 +300,8 @@ async fn empty_rules_remove_an_existing_configuration() {
 
     assert_eq!(bucket_cors(&s3, &bucket).await, vec![]);
     assert_eq!(applied.status.unwrap().rule_count, Some(0));
-    let events = h.events("none").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Normal" && r == "Deleted"),
-        "{events:?}"
-    );
+    h.wait_event("none", |(t, r, _)| t == "Normal" && r == "Deleted")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,13 +313,8 @@ async fn a_missing_bucket_is_reported_and_converges_once_created() {
 
     let missing = h.wait_reason("web", "BucketNotFound").await;
     assert!(missing.ready_condition().unwrap().message.contains(&bucket));
-    let events = h.events("web").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "BucketNotFound"),
-        "{events:?}"
-    );
+    h.wait_event("web", |(t, r, _)| t == "Warning" && r == "BucketNotFound")
+        .await;
 
     moto.client()
         .create_bucket()
@@ -417,13 +402,8 @@ async fn an_invalid_spec_is_reported_without_any_s3_call() {
     assert!(message.contains("spec.rules: serialize to"), "{message}");
     assert!(message.contains("S3 allows at most 65536"), "{message}");
     assert!(moto.cors_calls(&bucket).is_empty());
-    let events = h.events("web").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "InvalidSpec"),
-        "{events:?}"
-    );
+    h.wait_event("web", |(t, r, _)| t == "Warning" && r == "InvalidSpec")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

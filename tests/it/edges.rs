@@ -80,11 +80,8 @@ async fn a_waiting_object_takes_the_bucket_as_soon_as_the_holder_is_gone() {
     h.wait_reason_within("waiting", "Applied", Duration::from_secs(10))
         .await;
     assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules_b());
-    let events = h.events("holder").await;
-    assert!(
-        events.iter().any(|(_, reason, _)| reason == "Deleted"),
-        "{events:?}"
-    );
+    h.wait_event("holder", |(_, reason, _)| reason == "Deleted")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +115,7 @@ async fn a_store_that_does_not_keep_what_is_written_is_reported_once_not_written
     .await;
     assert_eq!(proxy.cors_writes(&bucket), writes);
     let warnings: Vec<_> = h
-        .events("web")
+        .wait_event("web", |(_, reason, _)| reason == "NotPersisted")
         .await
         .into_iter()
         .filter(|(type_, reason, _)| type_ == "Warning" && reason == "NotPersisted")

@@ -59,6 +59,16 @@ async fn the_process_serves_health_and_metrics_and_never_logs_secrets() {
     })
     .await;
     h.wait_reason("web", "InSync").await;
+    // A pass is counted after its status write: wait until the scrape shows it.
+    eventually("the InSync pass to be counted", PROMPTLY, || async {
+        sample(
+            &op.scrape(),
+            "bucketcors_reconciliations_total",
+            r#"{reason="InSync"}"#,
+        )
+        .is_some_and(|v| v >= 1.0)
+    })
+    .await;
 
     let metrics = op.scrape();
     let value = |metric: &str, labels: &str| sample(&metrics, metric, labels).unwrap_or(0.0);
@@ -333,7 +343,7 @@ async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
         bucket_cors(&moto.client(), &bucket).await,
         rules("https://a.example.com")
     );
-    assert!(!h.events("web").await.is_empty(), "events were recorded");
+    h.wait_event("web", |_| true).await;
     h.delete("web").await;
     h.wait_gone("web").await;
     assert_eq!(bucket_cors(&moto.client(), &bucket).await, vec![]);

@@ -103,13 +103,10 @@ async fn a_configuration_found_on_the_bucket_is_recorded_and_restore_puts_it_bac
         .previous_configuration
         .expect("recorded");
     assert_eq!(recorded.cors_rules(), found);
-    let events = h.events("web").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, n)| t == "Normal" && r == "Adopted" && n.contains("1 rule(s)")),
-        "{events:?}"
-    );
+    h.wait_event("web", |(t, r, n)| {
+        t == "Normal" && r == "Adopted" && n.contains("1 rule(s)")
+    })
+    .await;
 
     // A restart and a later write keep the first record.
     h.restart_controller().await;
@@ -246,7 +243,9 @@ async fn the_adoption_record_survives_a_put_whose_answer_was_lost() {
     proxy.set(Fault::Pass);
     let in_sync = h.wait_reason("adopter", "InSync").await;
     assert_eq!(recorded(&in_sync), Some(theirs.clone()));
-    let adopted = h.events("adopter").await;
+    let adopted = h
+        .wait_event("adopter", |(_, reason, _)| reason == "Adopted")
+        .await;
     let adopted = adopted.iter().filter(|(_, reason, _)| reason == "Adopted");
     assert_eq!(adopted.count(), 1, "the bucket was adopted more than once");
 

@@ -340,6 +340,27 @@ impl Harness {
             .collect()
     }
 
+    /// Waits until an Event about object `name` matches `wanted`, then returns them all. An
+    /// Event is published after the status write of its pass, so a test that has just seen the
+    /// status must wait for it.
+    pub async fn wait_event<F>(&self, name: &str, wanted: F) -> Vec<(String, String, String)>
+    where
+        F: Fn(&(String, String, String)) -> bool,
+    {
+        let start = Instant::now();
+        loop {
+            let events = self.events(name).await;
+            if events.iter().any(&wanted) {
+                return events;
+            }
+            assert!(
+                start.elapsed() < PROMPTLY,
+                "timed out after {PROMPTLY:?} waiting for an Event about {name}; have {events:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The Event objects about object `name`, as the API server holds them.
     pub async fn event_objects(&self, name: &str) -> Vec<Event> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
