@@ -51,9 +51,11 @@ lint: ## cargo fmt --check, clippy with warnings as errors, shellcheck on the sc
 cold-check: ## make test from a fresh clone of HEAD with empty caches and target directory, in a scratch folder
 	scripts/cold-check.sh
 
-crd: ## Regenerate crds/bucketcors.yaml (and the chart's copy) from the code
-	$(CARGO) run --quiet --locked -- crd > crds/bucketcors.yaml
+crd: ## Regenerate crds/*.yaml (and the chart's copies) from the code
+	$(CARGO) run --quiet --locked -- crd bucketcors > crds/bucketcors.yaml
+	$(CARGO) run --quiet --locked -- crd clusterbucketstore > crds/clusterbucketstore.yaml
 	cp crds/bucketcors.yaml charts/bucketcors/files/crd.yaml
+	cp crds/clusterbucketstore.yaml charts/bucketcors/files/store-crd.yaml
 
 clean: ## Remove build output
 	$(CARGO) clean

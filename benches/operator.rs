@@ -313,6 +313,7 @@ impl World {
             region: None,
             endpoint: Some(self.endpoint.clone()),
             force_path_style: None,
+            store_ref: None,
             credentials_secret_ref: None,
             expected_bucket_owner: None,
             deletion_policy: DeletionPolicy::Delete,
@@ -1232,6 +1233,8 @@ impl Operator {
                 ("AWS_REGION", "us-east-1"),
                 ("AWS_EC2_METADATA_DISABLED", "true"),
                 ("RUST_LOG", "info"),
+                // Objects act with the operator's identity, as in a single-tenant cluster.
+                ("BUCKETCORS_SINGLE_TENANT", "true"),
             ],
             &log,
         )?;

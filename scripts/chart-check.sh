@@ -123,7 +123,9 @@ check_fails() {
 
 crd_copy_is_current() {
   cmp "$ROOT/crds/bucketcors.yaml" "$CHART/files/crd.yaml" ||
-    { echo "charts/bucketcors/files/crd.yaml differs from crds/bucketcors.yaml; run: cp crds/bucketcors.yaml charts/bucketcors/files/crd.yaml"; return 1; }
+    { echo "charts/bucketcors/files/crd.yaml differs from crds/bucketcors.yaml; run: make crd"; return 1; }
+  cmp "$ROOT/crds/clusterbucketstore.yaml" "$CHART/files/store-crd.yaml" ||
+    { echo "charts/bucketcors/files/store-crd.yaml differs from crds/clusterbucketstore.yaml; run: make crd"; return 1; }
 }
 
 app_version_matches() {
@@ -236,6 +238,12 @@ OPERATOR_RULES = expand([
     ("events.k8s.io", ["events"], ["create", "patch"]),
     ("", ["secrets"], ["get"]),
 ])
+GRANT_RULES = expand([
+    ("bucketcors.dev", ["clusterbucketstores"], ["get", "list", "watch"]),
+    ("bucketcors.dev", ["clusterbucketstores/status"], ["update", "patch"]),
+    ("", ["namespaces"], ["get", "list", "watch"]),
+])
+STORE_SECRET_RULES = expand([("", ["secrets"], ["get"])])
 LEASE_RULES = {("coordination.k8s.io", "leases", "create", "*any*")} | {
     ("coordination.k8s.io", "leases", v, full) for v in ("get", "update", "patch")}
 
@@ -336,10 +344,26 @@ def _():
 
 # --- default render -------------------------------------------------------------
 
-@check("default: resources are CRD, ServiceAccount, ClusterRole(Binding), Service, Deployment")
+@check("default: resources are 2 CRDs, ServiceAccount, 2 ClusterRole(Binding)s, Service, Deployment")
 def _():
-    assert kinds(D) == sorted(["CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-                               "ClusterRoleBinding", "Service", "Deployment"]), kinds(D)
+    assert kinds(D) == sorted(["CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
+                               "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
+                               "Service", "Deployment"]), kinds(D)
+
+@check("default: the ClusterBucketStore CRD is files/store-crd.yaml with the keep annotation")
+def _():
+    parts = re.split(r"(?m)^---\n", text("default"))
+    found = [p for p in parts if p.startswith("# Source: bucketcors/templates/store-crd.yaml\n")]
+    assert len(found) == 1, f"expected one store CRD, found {len(found)}"
+    rendered = yaml.safe_load(found[0].split("\n", 1)[1])
+    assert rendered["metadata"].pop("annotations") == {KEEP: "keep"}
+    assert rendered == yaml.safe_load(open(f"{chart}/files/store-crd.yaml").read()), "parsed store CRD differs"
+
+@check("every render: the grants ClusterRole reads stores and namespaces, writes store status, no Secret")
+def _():
+    for ds in (D, A, LE):
+        same_rules(one(ds, "ClusterRole", f"{full}-grants"), GRANT_RULES)
+        binds_sa(one(ds, "ClusterRoleBinding", f"{full}-grants"), "ClusterRole", f"{full}-grants")
 
 @check("default: 1 replica, strategy Recreate")
 def _():
@@ -409,16 +433,20 @@ def _():
 
 @check("all-on: resources")
 def _():
-    assert kinds(A) == sorted(["CustomResourceDefinition", "ServiceAccount", "Service", "Deployment",
-                               "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding",
-                               "ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"]), kinds(A)
+    assert kinds(A) == sorted(["CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
+                               "Service", "Deployment", "ClusterRole", "ClusterRoleBinding",
+                               "Role", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding",
+                               "RoleBinding", "ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"]), kinds(A)
 
-@check("all-on: a Role and RoleBinding with the operator's rules in team-a and in team-b, nothing cluster-wide")
+@check("all-on: the operator's rules in team-a and team-b only; cluster-wide only the grants; store Secrets in the release namespace")
 def _():
     for ns in ("team-a", "team-b"):
         same_rules(one(A, "Role", full, ns), OPERATOR_RULES)
         binds_sa(one(A, "RoleBinding", full, ns), "Role", full)
-    assert not all_of(A, "ClusterRole") and not all_of(A, "ClusterRoleBinding")
+    assert [r["metadata"]["name"] for r in all_of(A, "ClusterRole")] == [f"{full}-grants"]
+    role = one(A, "Role", f"{full}-store-secrets", release_ns)
+    same_rules(role, STORE_SECRET_RULES)
+    binds_sa(one(A, "RoleBinding", f"{full}-store-secrets", release_ns), "Role", f"{full}-store-secrets")
 
 @check("all-on: the Lease Role is in the release namespace and limited to the operator's Lease")
 def _():
@@ -441,6 +469,8 @@ def _():
         "--metrics-addr=0.0.0.0:9090", "--health-addr=0.0.0.0:9091", "--put-checksum=content-md5",
         "--leader-election", f"--leader-election-namespace={release_ns}", f"--leader-election-lease={full}",
         "--namespace=team-a", "--namespace=team-b",
+        "--single-tenant", "--allow-http-endpoints",
+        "--allow-endpoint-range=10.20.0.0/16", "--allow-endpoint-range=fd00::/8",
     ], container(A)["args"]
 
 @check("all-on: extraEnv and envFrom follow the chart's env; image tag override")
@@ -550,7 +580,8 @@ def _():
                 assert k in labels, f"{where} lacks label {k}"
             if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
                 assert "namespace" not in md, where
-            elif d["kind"] in ("Role", "RoleBinding") and not md["name"].endswith("-leader-election"):
+            elif d["kind"] in ("Role", "RoleBinding") and not md["name"].endswith(
+                    ("-leader-election", "-store-secrets")):
                 assert md["namespace"] in ("team-a", "team-b"), where
             else:
                 assert md.get("namespace") == release_ns, where
@@ -577,7 +608,7 @@ cmd_check() {
   log "helm $HELM_BIN; kubernetes-validate $("$KUBERNETES_VALIDATE" --version); renders in $WORK"
 
   local all_on="$CHART/ci/all-on-values.yaml"
-  check "charts/bucketcors/files/crd.yaml equals crds/bucketcors.yaml" crd_copy_is_current
+  check "charts/bucketcors/files/{crd,store-crd}.yaml equal crds/{bucketcors,clusterbucketstore}.yaml" crd_copy_is_current
   check "Chart.yaml appVersion equals the Cargo.toml version" app_version_matches
   check "helm lint --strict (default values)" "$HELM_BIN" lint --strict "$CHART"
   check "helm lint --strict (ci/all-on-values.yaml)" "$HELM_BIN" lint --strict "$CHART" -f "$all_on"

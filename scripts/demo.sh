@@ -80,19 +80,20 @@ up() {
     aws s3api create-bucket --bucket "$bucket" --endpoint-url "$endpoint" >/dev/null
   done
 
-  say "Installing the CRD"
+  say "Installing the CRDs"
   # BucketCors is served by the control plane's modern CRD server (CEL rules enforced),
   # behind the v1.20 core API server; the CRD goes to that server.
   local crd_kubeconfig
   crd_kubeconfig=$(sed -n 's/^CRD_SERVER_KUBECONFIG=//p' "$dir/control-plane/env")
   [[ -n $crd_kubeconfig ]] || { log "the control plane has no CRD server"; return 1; }
-  kubectl --kubeconfig "$crd_kubeconfig" apply -f "$root/crds/bucketcors.yaml"
+  kubectl --kubeconfig "$crd_kubeconfig" apply -f "$root/crds/bucketcors.yaml" \
+    -f "$root/crds/clusterbucketstore.yaml"
   kubectl --kubeconfig "$crd_kubeconfig" wait --for=condition=Established \
-    crd/bucketcors.bucketcors.dev --timeout=60s
+    crd/bucketcors.bucketcors.dev crd/clusterbucketstores.bucketcors.dev --timeout=60s
   # The core re-checks its APIService with a back-off of up to 30 s; a change triggers it now.
   kubectl annotate apiservice v1alpha1.bucketcors.dev "bucketcors.dev/recheck=$(date +%s%N)" \
     --overwrite >/dev/null
-  wait_for "the API server to serve bucketcors" 60 kubectl get bcors -A
+  wait_for "the API server to serve bucketcors" 60 kubectl get bcors,cbstore -A
 
   say "Starting the operator (log: $dir/operator.log)"
   nohup "${CARGO_TARGET_DIR:-$root/target}/debug/bucketcors" run --default-endpoint "$endpoint" --resync-interval 30s \

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::api::{BucketCors, BucketCorsSpec};
 use crate::constraints::{self, FieldError, StringRule};
 use crate::cors;
+use crate::tenancy::ClusterBucketStore;
 
 /// Everything wrong with `spec`, each error naming the field and the value.
 pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
@@ -25,6 +26,26 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
             "is an empty string",
         ));
     }
+    if spec.store_ref.is_some() {
+        for (field, set) in store_fields(spec) {
+            if set {
+                errors.push(FieldError::new(
+                    format!("spec.{field}"),
+                    None,
+                    WITH_STORE_REF,
+                ));
+            }
+        }
+    }
+    if let Some(store) = &spec.store_ref
+        && store.name.is_empty()
+    {
+        errors.push(FieldError::new(
+            "spec.storeRef.name",
+            None,
+            "is an empty string",
+        ));
+    }
     if let Err(rule_errors) = cors::validate_rules(&spec.rules) {
         errors.extend(rule_errors);
     }
@@ -35,6 +56,21 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
     }
 }
 
+// What a store says and an object that names one may not say again.
+const WITH_STORE_REF: &str = "may not be set with spec.storeRef: the ClusterBucketStore says it";
+
+fn store_fields(spec: &BucketCorsSpec) -> [(&'static str, bool); 4] {
+    [
+        ("endpoint", spec.endpoint.is_some()),
+        ("forcePathStyle", spec.force_path_style.is_some()),
+        ("putChecksum", spec.put_checksum.is_some()),
+        (
+            "credentialsSecretRef",
+            spec.credentials_secret_ref.is_some(),
+        ),
+    ]
+}
+
 /// The CustomResourceDefinition, with the admission rules of `constraints` in its schema.
 pub fn crd() -> CustomResourceDefinition {
     let mut crd = serde_json::to_value(BucketCors::crd()).expect("the CRD serializes");
@@ -43,11 +79,40 @@ pub fn crd() -> CustomResourceDefinition {
     serde_json::from_value(crd).expect("the CRD deserializes")
 }
 
+/// The ClusterBucketStore CRD.
+pub fn store_crd() -> CustomResourceDefinition {
+    let mut crd = serde_json::to_value(ClusterBucketStore::crd()).expect("the CRD serializes");
+    let spec = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let fields = &mut spec["properties"];
+    fields["endpoint"]["maxLength"] = json!(constraints::MAX_ENDPOINT_LEN);
+    fields["endpoint"]["x-kubernetes-validations"] =
+        json!([string_rule(&constraints::ENDPOINT_URL)]);
+    fields["region"]["maxLength"] = json!(64);
+    fields["region"]["x-kubernetes-validations"] = json!([string_rule(&constraints::REGION)]);
+    fields["buckets"]["maxItems"] = json!(100);
+    fields["buckets"]["items"]["minLength"] = json!(1);
+    fields["buckets"]["items"]["maxLength"] = json!(63);
+    serde_json::from_value(crd).expect("the CRD deserializes")
+}
+
 fn add_rules(spec: &mut Value) {
-    spec["x-kubernetes-validations"] = json!([{
-        "rule": "has(self.endpoint) == has(oldSelf.endpoint)",
-        "message": "endpoint cannot be added or removed after creation; create a new BucketCors instead",
-    }]);
+    let mut spec_rules = vec![
+        json!({
+            "rule": "has(self.endpoint) == has(oldSelf.endpoint)",
+            "message": "endpoint cannot be added or removed after creation; create a new BucketCors instead",
+        }),
+        json!({
+            "rule": "has(self.storeRef) == has(oldSelf.storeRef)",
+            "message": "storeRef cannot be added or removed after creation; create a new BucketCors instead",
+        }),
+    ];
+    for (field, _) in store_fields(&empty_spec()) {
+        spec_rules.push(json!({
+            "rule": format!("!has(self.storeRef) || !has(self.{field})"),
+            "message": format!("spec.{field}: {WITH_STORE_REF}"),
+        }));
+    }
+    spec["x-kubernetes-validations"] = Value::Array(spec_rules);
     let fields = &mut spec["properties"];
     // Published without `nullable`, so that kubectl can see (and refuse) unknown fields in it,
     // such as a `namespace`: a Secret in another namespace can never be named.
@@ -55,6 +120,12 @@ fn add_rules(spec: &mut Value) {
         .as_object_mut()
         .expect("credentialsSecretRef is in the schema")
         .remove("nullable");
+    fields["storeRef"]
+        .as_object_mut()
+        .expect("storeRef is in the schema")
+        .remove("nullable");
+    fields["storeRef"]["x-kubernetes-validations"] = json!([immutable("storeRef")]);
+    fields["storeRef"]["properties"]["name"]["maxLength"] = json!(253);
     fields["bucket"]["minLength"] = json!(3);
     fields["bucket"]["maxLength"] = json!(63);
     fields["bucket"]["x-kubernetes-validations"] = json!([
@@ -86,6 +157,10 @@ fn add_rules(spec: &mut Value) {
         items["maxLength"] = json!(constraints::MAX_VALUE_LEN);
         items["x-kubernetes-validations"] = json!([string_rule(check)]);
     }
+}
+
+fn empty_spec() -> BucketCorsSpec {
+    serde_json::from_value(json!({"bucket": "", "rules": []})).expect("a minimal spec")
 }
 
 fn string_rule(rule: &StringRule) -> Value {

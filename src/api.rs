@@ -43,6 +43,13 @@ pub struct BucketCorsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
 
+    /// The ClusterBucketStore to act through: its endpoint, identity and region. An
+    /// administrator's store must grant this namespace the bucket. With a store, `endpoint`,
+    /// `forcePathStyle`, `putChecksum` and `credentialsSecretRef` come from it and may not be
+    /// set here. Cannot be changed after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_ref: Option<StoreRef>,
+
     /// S3 endpoint URL for S3-compatible stores, e.g. `https://s3.nl-ams.scw.cloud`. When
     /// absent: the operator's `--default-endpoint`, then AWS S3. Cannot be changed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,8 +62,10 @@ pub struct BucketCorsSpec {
     pub force_path_style: Option<bool>,
 
     /// Secret in this object's namespace holding the keys `AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`. When absent, the operator's
-    /// own AWS credentials are used (environment, IRSA / web identity, Pod Identity, profile).
+    /// `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`: the object acts with its own
+    /// identity, toward an endpoint the operator's endpoint policy allows. Without it (and
+    /// without `storeRef`) the object is NotPermitted, unless the operator runs single-tenant
+    /// and lends it its own AWS identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
 
@@ -86,6 +95,14 @@ pub struct BucketCorsSpec {
     /// At most 100. An empty list means the bucket must have no CORS configuration.
     #[schemars(length(max = 100))]
     pub rules: Vec<CorsRule>,
+}
+
+/// A reference to a ClusterBucketStore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StoreRef {
+    /// Name of the ClusterBucketStore.
+    #[schemars(length(min = 1))]
+    pub name: String,
 }
 
 /// A reference to a Secret in the same namespace as the BucketCors.
@@ -238,7 +255,7 @@ pub struct Condition {
     pub status: String,
     /// One word saying why: InSync, Applied, Drifted, InvalidSpec, Conflict,
     /// CredentialsNotFound, BucketNotFound, AccessDenied, Unsupported, Rejected, Unavailable,
-    /// NotPersisted.
+    /// NotPersisted, NotPermitted, EndpointNotAllowed.
     pub reason: String,
     /// What happened, for people.
     pub message: String,

@@ -14,10 +14,19 @@ pub mod reason;
 pub mod s3;
 pub mod status;
 pub mod telemetry;
+pub mod tenancy;
 
-/// The CRD as YAML, exactly as `crds/bucketcors.yaml` holds it.
+/// The BucketCors CRD as YAML, exactly as `crds/bucketcors.yaml` holds it.
 pub fn crd_yaml() -> String {
-    let crd = admission::crd();
-    let yaml = serde_saphyr::to_string(&crd).expect("the CRD serializes");
+    yaml_document(&admission::crd())
+}
+
+/// The ClusterBucketStore CRD as YAML, exactly as `crds/clusterbucketstore.yaml` holds it.
+pub fn store_crd_yaml() -> String {
+    yaml_document(&admission::store_crd())
+}
+
+fn yaml_document(crd: &impl serde::Serialize) -> String {
+    let yaml = serde_saphyr::to_string(crd).expect("the CRD serializes");
     format!("---\n{yaml}")
 }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bucketcors::controller::{self, Context, Settings};
+use bucketcors::controller::{self, Context, Settings, Tenancy};
 use bucketcors::http;
 use bucketcors::s3::{Checksum, SdkStore};
 use bucketcors::telemetry::{self, LogFormat};
+use bucketcors::tenancy::{Cidr, EndpointPolicy};
 use clap::{Parser, Subcommand};
 use futures::FutureExt;
 use kube_lease_manager::LeaseManagerBuilder;
@@ -25,8 +26,12 @@ struct Cli {
 enum Command {
     /// Run the controller (kube config: in-cluster, then KUBECONFIG / ~/.kube/config).
     Run(Box<RunArgs>),
-    /// Print the CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions (BucketCors, ClusterBucketStore) as YAML.
+    Crd {
+        /// Only this one: `bucketcors` or `clusterbucketstore`.
+        #[arg(value_parser = ["bucketcors", "clusterbucketstore"])]
+        only: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -82,6 +87,26 @@ struct RunArgs {
     /// How long a leader's Lease stays valid without renewal; a standby takes over after it.
     #[arg(long, env = "BUCKETCORS_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     leader_election_lease_duration: Duration,
+    /// Lend the operator's own AWS identity to every object that names neither a store nor a
+    /// Secret, and send requests to any endpoint: for a cluster of one team. Off by default:
+    /// the operator's identity serves only what a ClusterBucketStore grants.
+    #[arg(long, env = "BUCKETCORS_SINGLE_TENANT")]
+    single_tenant: bool,
+    /// Let objects with their own credentials name plain `http://` endpoints.
+    #[arg(long, env = "BUCKETCORS_ALLOW_HTTP_ENDPOINTS")]
+    allow_http_endpoints: bool,
+    /// Address range (CIDR) that objects with their own credentials may reach although it is
+    /// loopback, link-local or private, e.g. `10.20.0.0/16` for an in-cluster store; repeat
+    /// for several.
+    #[arg(
+        long = "allow-endpoint-range",
+        env = "BUCKETCORS_ALLOW_ENDPOINT_RANGES",
+        value_delimiter = ','
+    )]
+    allow_endpoint_ranges: Vec<Cidr>,
+    /// Namespace of the Secrets that ClusterBucketStores name: the operator's own.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    store_secrets_namespace: String,
     /// Log line format.
     #[arg(
         long,
@@ -101,8 +126,12 @@ enum PutChecksumArg {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => {
-            print!("{}", bucketcors::crd_yaml());
+        Command::Crd { only } => {
+            match only.as_deref() {
+                Some("bucketcors") => print!("{}", bucketcors::crd_yaml()),
+                Some(_) => print!("{}", bucketcors::store_crd_yaml()),
+                None => print!("{}{}", bucketcors::crd_yaml(), bucketcors::store_crd_yaml()),
+            }
             Ok(())
         }
         Command::Run(args) => run(*args).await,
@@ -114,7 +143,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes configuration found (in-cluster or KUBECONFIG)")?;
-    let store = SdkStore::from_env(args.default_region.clone()).await;
+    let tenancy = Tenancy {
+        single_tenant: args.single_tenant,
+        endpoint_policy: EndpointPolicy {
+            allow_http: args.allow_http_endpoints,
+            allowed: args.allow_endpoint_ranges.clone(),
+        },
+        secrets_namespace: args.store_secrets_namespace.clone(),
+    };
+    if tenancy.single_tenant {
+        tracing::warn!(
+            "single-tenant mode: every object without a store acts with the operator's own AWS identity and may name any endpoint; never use it in a cluster shared by teams"
+        );
+    }
+    let store =
+        SdkStore::from_env(args.default_region.clone(), tenancy.endpoint_policy.clone()).await;
     let settings = Settings {
         namespaces: args.namespaces.clone(),
         resync_interval: args.resync_interval,
@@ -124,6 +167,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             PutChecksumArg::Crc32 => Checksum::Crc32,
             PutChecksumArg::ContentMd5 => Checksum::ContentMd5,
         },
+        tenancy,
     };
     tracing::info!(?settings, "starting");
     let ctx = Arc::new(Context::new(client.clone(), store, settings));

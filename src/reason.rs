@@ -32,10 +32,16 @@ pub enum Reason {
     /// the store does not keep the rules as written (it drops IDs, say), or something else
     /// writes its own back. Not written again until the spec or the bucket changes.
     NotPersisted,
+    /// No ClusterBucketStore grants this namespace the bucket (or the store it names does not
+    /// exist), and the operator lends no identity of its own; no S3 call was made.
+    NotPermitted,
+    /// The object names its own endpoint and the operator's endpoint policy refuses it (plain
+    /// http, or an address inside the cluster or the machine); no request was sent there.
+    EndpointNotAllowed,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 14] = [
         Reason::InSync,
         Reason::Applied,
         Reason::Drifted,
@@ -48,6 +54,8 @@ impl Reason {
         Reason::Rejected,
         Reason::Unavailable,
         Reason::NotPersisted,
+        Reason::NotPermitted,
+        Reason::EndpointNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +72,8 @@ impl Reason {
             Reason::Rejected => "Rejected",
             Reason::Unavailable => "Unavailable",
             Reason::NotPersisted => "NotPersisted",
+            Reason::NotPermitted => "NotPermitted",
+            Reason::EndpointNotAllowed => "EndpointNotAllowed",
         }
     }
 

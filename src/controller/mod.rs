@@ -2,6 +2,7 @@
 //! validate → read the bucket → plan → write → status.
 
 mod events;
+mod grants;
 mod index;
 mod reconcile;
 mod store;
@@ -32,6 +33,7 @@ use crate::http::{Gauges, Readiness};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::s3::{Checksum, CorsStore};
+use crate::tenancy::{Denial, EndpointPolicy};
 
 /// Name under which the operator writes status and Events.
 pub const MANAGER: &str = "bucketcors";
@@ -55,6 +57,20 @@ pub struct Settings {
     pub default_endpoint: Option<String>,
     /// Integrity check for PutBucketCors when an object does not choose one.
     pub put_checksum: Checksum,
+    /// Who may act with which identity.
+    pub tenancy: Tenancy,
+}
+
+/// Who may act with which identity, and where objects that bring their own may send requests.
+#[derive(Clone, Debug, Default)]
+pub struct Tenancy {
+    /// Objects without a store act with the operator's own identity, and their endpoints are
+    /// not checked: today's behaviour for a cluster of one team.
+    pub single_tenant: bool,
+    /// Where objects with their own credentials may send requests.
+    pub endpoint_policy: EndpointPolicy,
+    /// The namespace of the Secrets that stores name (the operator's own).
+    pub secrets_namespace: String,
 }
 
 impl Default for Settings {
@@ -65,6 +81,10 @@ impl Default for Settings {
             concurrency: 16,
             default_endpoint: None,
             put_checksum: Checksum::Crc32,
+            tenancy: Tenancy {
+                secrets_namespace: "default".to_owned(),
+                ..Tenancy::default()
+            },
         }
     }
 }
@@ -92,8 +112,10 @@ pub struct Context<S> {
     last_writes: Mutex<HashMap<ObjectRef<BucketCors>, (String, LastWrite)>>,
     // Who holds each bucket, fed by the watches.
     buckets: Mutex<index::Buckets>,
-    // The caches of every watched namespace, for the gauges.
-    stores: RwLock<Vec<Store<BucketCors>>>,
+    // The caches of every watched namespace, for the gauges and the re-grants.
+    caches: RwLock<Vec<Store<BucketCors>>>,
+    // The stores and the namespaces' labels.
+    grants: grants::Grants,
 }
 
 impl<S: CorsStore> Context<S> {
@@ -112,15 +134,52 @@ impl<S: CorsStore> Context<S> {
             written: Mutex::new(HashMap::new()),
             last_writes: Mutex::new(HashMap::new()),
             buckets: Mutex::new(index::Buckets::default()),
-            stores: RwLock::new(Vec::new()),
+            caches: RwLock::new(Vec::new()),
+            grants: grants::Grants::default(),
+        }
+    }
+
+    /// The identity `obj` may act with, or why it may act with none: a store that grants its
+    /// namespace the bucket; its own Secret toward an allowed endpoint; the operator's own
+    /// identity only when single-tenant.
+    pub(crate) fn access(&self, obj: &BucketCors) -> Result<target::Access, Denial> {
+        let spec = &obj.spec;
+        let namespace = obj.metadata.namespace.as_deref().unwrap_or("default");
+        if let Some(store_ref) = &spec.store_ref {
+            let Some(store) = self.grants.store(&store_ref.name) else {
+                return Err(Denial::NotPermitted(format!(
+                    "ClusterBucketStore {:?} does not exist",
+                    store_ref.name
+                )));
+            };
+            store.grants(namespace, &self.grants.labels(namespace), &spec.bucket)?;
+            return Ok(target::Access::Store(store));
+        }
+        let tenancy = &self.settings.tenancy;
+        if tenancy.single_tenant {
+            return Ok(target::Access::Ambient);
+        }
+        if spec.credentials_secret_ref.is_none() {
+            return Err(Denial::NotPermitted(format!(
+                "no ClusterBucketStore grants namespace {namespace:?} bucket {:?}: name one in spec.storeRef, or name a Secret with this object's own credentials in spec.credentialsSecretRef (the operator lends its own identity only through stores)",
+                spec.bucket
+            )));
+        }
+        match &spec.endpoint {
+            Some(endpoint) => {
+                tenancy.endpoint_policy.check_url(endpoint)?;
+                Ok(target::Access::Own { guarded: true })
+            }
+            // AWS, or the administrator's default endpoint.
+            None => Ok(target::Access::Own { guarded: false }),
         }
     }
 
     /// Whether `obj` may write its bucket, or which object holds it. Waits until every
     /// watched namespace has been listed: before that, an older holder may not be known yet.
-    pub async fn ownership(&self, obj: &BucketCors) -> Ownership {
+    pub(crate) async fn ownership(&self, obj: &BucketCors, access: &target::Access) -> Ownership {
         self.synced.wait().await;
-        let key = target::bucket_of(obj, self).key();
+        let key = target::bucket_of(obj, self, access).key();
         match self.buckets.lock().expect("poisoned").holder(&key) {
             Some(holder) if holder != ObjectRef::from(obj) => Ownership::Waits {
                 bucket: key,
@@ -136,8 +195,12 @@ impl<S: CorsStore> Context<S> {
 
     /// What the index should know of `obj`.
     fn entry(&self, obj: &BucketCors) -> index::Entry {
+        // Only objects allowed to write a bucket compete for it.
+        let access = self.access(obj).ok();
         index::Entry {
-            key: writes(obj).then(|| target::bucket_of(obj, self).key()),
+            key: access
+                .filter(|_| writes(obj))
+                .map(|access| target::bucket_of(obj, self, &access).key()),
             holding: holds_bucket(obj.status.as_ref()),
         }
     }
@@ -214,7 +277,7 @@ impl<S: CorsStore> Context<S> {
     /// After a (re)list of watch `watch`: forgets what is kept about its objects that are no
     /// longer there (deleted while the watch was down).
     fn forget_unlisted(&self, watch: usize) {
-        let Some(store) = self.stores.read().expect("poisoned").get(watch).cloned() else {
+        let Some(store) = self.caches.read().expect("poisoned").get(watch).cloned() else {
             return;
         };
         let listed = |object: &ObjectRef<BucketCors>| {
@@ -322,7 +385,7 @@ impl<S: CorsStore> Context<S> {
 
 impl<S: CorsStore> Gauges for Context<S> {
     fn refresh(&self, metrics: &Metrics) {
-        let stores = self.stores.read().expect("poisoned").clone();
+        let stores = self.caches.read().expect("poisoned").clone();
         let (mut objects, mut ready) = (0usize, 0usize);
         for store in &stores {
             for obj in store.state() {
@@ -378,20 +441,59 @@ pub async fn run<S: CorsStore>(
             .map(|ns| Api::namespaced(ctx.client.clone(), ns))
             .collect()
     };
-    // Counted down as each namespace's initial list lands in its cache.
-    let unsynced = Arc::new(AtomicUsize::new(apis.len()));
+    // Counted down as each namespace's initial list lands in its cache, and the stores' and
+    // the namespaces' lists.
+    let unsynced = Arc::new(AtomicUsize::new(apis.len() + 2));
+    let listed_one = {
+        let (unsynced, ctx) = (unsynced.clone(), ctx.clone());
+        Arc::new(move || {
+            if unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
+                ctx.buckets.lock().expect("poisoned").set_synced();
+                ctx.synced.set(true);
+                ctx.readiness.set(true);
+                tracing::info!("caches synced");
+            }
+        })
+    };
     // A waiting object is woken through its watch's controller when it takes its bucket.
     let (wakers, woken): (Vec<_>, Vec<_>) = (0..apis.len()).map(|_| mpsc::unbounded()).unzip();
     let wakers = Arc::new(wakers);
+    let waker = {
+        let (ctx, wakers) = (ctx.clone(), wakers.clone());
+        move |object: ObjectRef<BucketCors>| {
+            // Before everything is listed no pass has run yet: nobody to wake.
+            if ctx.synced.get() {
+                let _ = wakers[ctx.watch_of(&object)].unbounded_send(object);
+            }
+        }
+    };
+    let grant_watches = futures::future::join(
+        grants::watch_stores(
+            ctx.clone(),
+            {
+                let l = listed_one.clone();
+                move || l()
+            },
+            waker.clone(),
+        ),
+        grants::watch_namespaces(
+            ctx.clone(),
+            {
+                let l = listed_one.clone();
+                move || l()
+            },
+            waker,
+        ),
+    );
     let controllers: Vec<_> = apis
         .into_iter()
         .zip(woken)
         .enumerate()
         .map(|(watch, (api, woken))| {
             let (reader, writer) = reflector::store();
-            ctx.stores.write().expect("poisoned").push(reader.clone());
+            ctx.caches.write().expect("poisoned").push(reader.clone());
             let mut listed = false;
-            let (unsynced, ctx_watch, wakers) = (unsynced.clone(), ctx.clone(), wakers.clone());
+            let (listed_one, ctx_watch, wakers) = (listed_one.clone(), ctx.clone(), wakers.clone());
             // Status writes do not change the generation, so they do not wake the controller;
             // the finalizer is watched too because the helper waits for its own patch to land.
             let changes = watcher(api.clone(), watcher::Config::default().any_semantic())
@@ -431,12 +533,7 @@ pub async fn run<S: CorsStore>(
                     }
                     if first_list && !listed {
                         listed = true;
-                        if unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            ctx.buckets.lock().expect("poisoned").set_synced();
-                            ctx.synced.set(true);
-                            ctx.readiness.set(true);
-                            tracing::info!("caches synced");
-                        }
+                        listed_one();
                     }
                 })
                 .applied_objects()
@@ -470,6 +567,7 @@ pub async fn run<S: CorsStore>(
     };
     tokio::select! {
         _ = futures::future::join_all(controllers) => {}
+        _ = grant_watches => {}
         () = overdue => {}
     }
     ctx.readiness.set(false);

@@ -135,16 +135,25 @@ async fn converge<S: CorsStore>(
     known: &mut Option<BucketCorsStatus>,
 ) -> Result<Pass, Error> {
     let spec = &obj.spec;
-    let ownership =
-        if spec.management_policy == ManagementPolicy::Full && admission::validate(spec).is_ok() {
-            ctx.ownership(obj).await
-        } else {
-            Ownership::Holds
-        };
+    // Grants and holders are known once every watch has listed.
+    ctx.synced.wait().await;
+    // A valid spec first, then a grant: a denied object makes no S3 call and competes for no
+    // bucket.
+    let access = decide::precheck(spec, &Ownership::Holds)
+        .and_then(|()| ctx.access(obj).map_err(|denial| denial.outcome()));
+    let access = match access {
+        Ok(access) => access,
+        Err(outcome) => return Ok(Pass::stopped(outcome, known.clone())),
+    };
+    let ownership = if spec.management_policy == ManagementPolicy::Full {
+        ctx.ownership(obj, &access).await
+    } else {
+        Ownership::Holds
+    };
     if let Err(outcome) = decide::precheck(spec, &ownership) {
         return Ok(Pass::stopped(outcome, known.clone()));
     }
-    let target = match target::resolve(obj, ctx).await {
+    let target = match target::resolve(obj, ctx, &access).await {
         Ok(target) => target,
         Err(Halt::Outcome(outcome)) => return Ok(Pass::stopped(outcome, known.clone())),
         Err(Halt::Api(err)) => return Err(err),
@@ -298,8 +307,21 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
         // Never written: nothing of this object's is on the bucket.
         return Ok(Action::await_change());
     }
+    ctx.synced.wait().await;
+    let access = match ctx.access(obj) {
+        Ok(access) => access,
+        // Not granted (any more): nothing is sent, whatever the object did before.
+        Err(denial) => {
+            let note = format!(
+                "deleted without touching the bucket: {}: {denial}",
+                denial.outcome().reason
+            );
+            publish(obj, ctx, EventType::Warning, CLEANUP_SKIPPED, &note).await;
+            return Ok(Action::await_change());
+        }
+    };
     let known = ctx.known_status(obj);
-    if !holds_bucket(known.as_ref()) || ctx.ownership(obj).await != Ownership::Holds {
+    if !holds_bucket(known.as_ref()) || ctx.ownership(obj, &access).await != Ownership::Holds {
         return Ok(Action::await_change());
     }
     let previous = known
@@ -314,7 +336,7 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
         _ => None,
     };
     let restore = restore.as_ref();
-    let done = match target::resolve(obj, ctx).await {
+    let done = match target::resolve(obj, ctx, &access).await {
         Ok(target) => undo(ctx, &target, restore).await,
         Err(Halt::Outcome(outcome)) => Err(outcome),
         Err(Halt::Api(err)) => return Err(err),

@@ -1,93 +1,165 @@
-//! From an object's spec to the bucket it names and the credentials that reach it.
+//! From an object's spec to the bucket it names, the identity it may act with (its grant), and
+//! the credentials that reach it.
+
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use super::reconcile::{Error, Halt};
 use super::{Context, CorsStore};
-use crate::api::{BucketCors, PutChecksum};
+use crate::api::{BucketCors, PutChecksum, SecretRef};
 use crate::reason::Reason;
 use crate::s3::{BucketTarget, Checksum, Credentials};
 use crate::status::Outcome;
+use crate::tenancy::{ClusterBucketStore, Denial};
 
 pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 pub const SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 
-/// The bucket `obj` names, without credentials: enough to tell which bucket it is.
-pub fn bucket_of<S>(obj: &BucketCors, ctx: &Context<S>) -> BucketTarget {
-    let spec = &obj.spec;
-    BucketTarget {
-        bucket: spec.bucket.clone(),
-        endpoint: spec
-            .endpoint
-            .clone()
-            .or_else(|| ctx.settings.default_endpoint.clone()),
-        region: spec.region.clone(),
-        force_path_style: spec.force_path_style.unwrap_or(false),
-        expected_bucket_owner: spec.expected_bucket_owner.clone(),
-        credentials: None,
-        checksum: match spec.put_checksum {
-            Some(PutChecksum::Crc32) => Checksum::Crc32,
-            Some(PutChecksum::ContentMd5) => Checksum::ContentMd5,
-            None => ctx.settings.put_checksum,
-        },
+/// The identity an object may act with, as its grant says.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// Through an administrator's store that grants its namespace the bucket.
+    Store(Arc<ClusterBucketStore>),
+    /// With the Secret it names, toward an endpoint the policy allows (checked again on every
+    /// connection when `guarded`).
+    Own { guarded: bool },
+    /// With the operator's own identity: single-tenant mode only.
+    Ambient,
+}
+
+impl Denial {
+    /// The outcome a denied pass reports.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Denial::NotPermitted(m) => Outcome::new(Reason::NotPermitted, m.clone()),
+            Denial::EndpointNotAllowed(m) => Outcome::new(Reason::EndpointNotAllowed, m.clone()),
+        }
     }
 }
 
-/// The bucket with its credentials, read from the Secret in the object's own namespace.
+/// The bucket `obj` names, reached as `access` says, without credentials: enough to tell which
+/// bucket it is.
+pub fn bucket_of<S>(obj: &BucketCors, ctx: &Context<S>, access: &Access) -> BucketTarget {
+    let spec = &obj.spec;
+    let checksum = |choice: Option<PutChecksum>| match choice {
+        Some(PutChecksum::Crc32) => Checksum::Crc32,
+        Some(PutChecksum::ContentMd5) => Checksum::ContentMd5,
+        None => ctx.settings.put_checksum,
+    };
+    let mut target = BucketTarget::new(spec.bucket.clone());
+    target.expected_bucket_owner = spec.expected_bucket_owner.clone();
+    match access {
+        Access::Store(store) => {
+            let s = &store.spec;
+            target.endpoint = s
+                .endpoint
+                .clone()
+                .or_else(|| ctx.settings.default_endpoint.clone());
+            target.region = spec.region.clone().or_else(|| s.region.clone());
+            target.force_path_style = s.force_path_style.unwrap_or(false);
+            target.checksum = checksum(s.put_checksum);
+        }
+        Access::Own { guarded } => {
+            target.guarded = *guarded;
+            own_place(&mut target, obj, ctx);
+            target.checksum = checksum(spec.put_checksum);
+        }
+        Access::Ambient => {
+            own_place(&mut target, obj, ctx);
+            target.checksum = checksum(spec.put_checksum);
+        }
+    }
+    target
+}
+
+fn own_place<S>(target: &mut BucketTarget, obj: &BucketCors, ctx: &Context<S>) {
+    let spec = &obj.spec;
+    target.endpoint = spec
+        .endpoint
+        .clone()
+        .or_else(|| ctx.settings.default_endpoint.clone());
+    target.region = spec.region.clone();
+    target.force_path_style = spec.force_path_style.unwrap_or(false);
+}
+
+/// The bucket with its credentials: the store's (a Secret in the operator's namespace, or the
+/// operator's own identity), or the object's own Secret, in its own namespace.
 pub async fn resolve<S: CorsStore>(
     obj: &BucketCors,
     ctx: &Context<S>,
+    access: &Access,
 ) -> Result<BucketTarget, Halt> {
-    let mut target = bucket_of(obj, ctx);
-    if let Some(secret_ref) = &obj.spec.credentials_secret_ref {
+    let mut target = bucket_of(obj, ctx, access);
+    let secret = match access {
+        Access::Store(store) => store
+            .spec
+            .credentials
+            .as_ref()
+            .and_then(|c| c.secret_ref.as_ref())
+            .map(|r| (ctx.settings.tenancy.secrets_namespace.as_str(), r)),
         // The namespace is always the object's own: a BucketCors can never name another's Secret.
-        let namespace = obj.metadata.namespace.as_deref().unwrap_or("default");
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-        let missing = |what: String| Halt::Outcome(Outcome::new(Reason::CredentialsNotFound, what));
-        let secret = match secrets.get_opt(&secret_ref.name).await {
-            Ok(Some(secret)) => secret,
-            Ok(None) => {
-                return Err(missing(format!(
-                    "Secret {namespace}/{} not found",
-                    secret_ref.name
-                )));
-            }
-            Err(kube::Error::Api(status)) if status.code == 403 => {
-                return Err(missing(format!(
-                    "the operator may not read Secret {namespace}/{}: {}",
-                    secret_ref.name, status.message
-                )));
-            }
-            Err(source) => {
-                return Err(Halt::Api(Error::ReadSecret {
-                    namespace: namespace.to_owned(),
-                    name: secret_ref.name.clone(),
-                    source,
-                }));
-            }
-        };
-        let read = |key: &str| -> Option<String> {
-            let bytes = secret.data.as_ref()?.get(key)?;
-            let value = String::from_utf8(bytes.0.clone()).ok()?;
-            // A trailing newline from `echo` into a file is a classic; keys never hold spaces.
-            let value = value.trim();
-            (!value.is_empty()).then(|| value.to_owned())
-        };
-        let required = |key: &str| {
-            read(key).ok_or_else(|| {
-                missing(format!(
-                    "Secret {namespace}/{} has no non-empty key {key}",
-                    secret_ref.name
-                ))
-            })
-        };
-        target.credentials = Some(Credentials {
-            access_key_id: required(ACCESS_KEY_ID)?,
-            secret_access_key: required(SECRET_ACCESS_KEY)?,
-            session_token: read(SESSION_TOKEN),
-        });
+        Access::Own { .. } | Access::Ambient => obj
+            .spec
+            .credentials_secret_ref
+            .as_ref()
+            .map(|r| (obj.metadata.namespace.as_deref().unwrap_or("default"), r)),
+    };
+    if let Some((namespace, secret_ref)) = secret {
+        target.credentials = Some(read_secret(ctx, namespace, secret_ref).await?);
     }
     Ok(target)
+}
+
+async fn read_secret<S>(
+    ctx: &Context<S>,
+    namespace: &str,
+    secret_ref: &SecretRef,
+) -> Result<Credentials, Halt> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let missing = |what: String| Halt::Outcome(Outcome::new(Reason::CredentialsNotFound, what));
+    let secret = match secrets.get_opt(&secret_ref.name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return Err(missing(format!(
+                "Secret {namespace}/{} not found",
+                secret_ref.name
+            )));
+        }
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            return Err(missing(format!(
+                "the operator may not read Secret {namespace}/{}: {}",
+                secret_ref.name, status.message
+            )));
+        }
+        Err(source) => {
+            return Err(Halt::Api(Error::ReadSecret {
+                namespace: namespace.to_owned(),
+                name: secret_ref.name.clone(),
+                source,
+            }));
+        }
+    };
+    let read = |key: &str| -> Option<String> {
+        let bytes = secret.data.as_ref()?.get(key)?;
+        let value = String::from_utf8(bytes.0.clone()).ok()?;
+        // A trailing newline from `echo` into a file is a classic; keys never hold spaces.
+        let value = value.trim();
+        (!value.is_empty()).then(|| value.to_owned())
+    };
+    let required = |key: &str| {
+        read(key).ok_or_else(|| {
+            missing(format!(
+                "Secret {namespace}/{} has no non-empty key {key}",
+                secret_ref.name
+            ))
+        })
+    };
+    Ok(Credentials {
+        access_key_id: required(ACCESS_KEY_ID)?,
+        secret_access_key: required(SECRET_ACCESS_KEY)?,
+        session_token: read(SESSION_TOKEN),
+    })
 }

@@ -1,6 +1,7 @@
 //! Reading and writing one bucket's CORS configuration. `sdk` is the only place that knows the
 //! AWS SDK; the rest of the operator sees the `CorsStore` trait.
 
+mod guard;
 mod sdk;
 
 use std::fmt;
@@ -47,6 +48,9 @@ pub struct BucketTarget {
     pub credentials: Option<Credentials>,
     /// The integrity check sent with PutBucketCors.
     pub checksum: Checksum,
+    /// Every connection passes the store's endpoint policy (the object named its own
+    /// endpoint and credentials); an administrator's store is not guarded.
+    pub guarded: bool,
 }
 
 /// How a PutBucketCors body is protected.
@@ -69,6 +73,7 @@ impl BucketTarget {
             expected_bucket_owner: None,
             credentials: None,
             checksum: Checksum::default(),
+            guarded: false,
         }
     }
 
@@ -166,6 +171,12 @@ pub enum S3Error {
         bucket: String,
         message: String,
     },
+    #[error("{operation} on bucket {bucket:?} was not sent: {message}")]
+    EndpointNotAllowed {
+        operation: Operation,
+        bucket: String,
+        message: String,
+    },
 }
 
 impl S3Error {
@@ -176,6 +187,7 @@ impl S3Error {
             S3Error::Unsupported { .. } => Reason::Unsupported,
             S3Error::Rejected { .. } => Reason::Rejected,
             S3Error::Unavailable { .. } => Reason::Unavailable,
+            S3Error::EndpointNotAllowed { .. } => Reason::EndpointNotAllowed,
         }
     }
 }

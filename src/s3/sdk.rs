@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -14,8 +14,12 @@ use aws_sdk_s3::types::{CorsConfiguration, CorsRule as SdkCorsRule};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+use super::guard;
 use super::{BucketTarget, Checksum, CorsStore, Credentials, Operation, S3Error};
 use crate::cors::CorsRule;
+use crate::tenancy::EndpointPolicy;
 
 // Region used for custom endpoints when nothing else names one; S3-compatible stores
 // generally accept any region in the signature.
@@ -25,6 +29,7 @@ const MAX_CACHED_CLIENTS: usize = 512;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
+    guarded: bool,
     endpoint: Option<String>,
     region: String,
     force_path_style: bool,
@@ -37,12 +42,14 @@ pub struct SdkStore {
     shared: SdkConfig,
     default_region: Option<String>,
     clients: Mutex<HashMap<ClientKey, Client>>,
+    // The HTTP client of guarded targets: its DNS answers pass the endpoint policy.
+    guarded_http: SharedHttpClient,
 }
 
 impl SdkStore {
     /// A store whose ambient credentials and region come from the AWS default chains
     /// (environment, web identity / IRSA, Pod Identity, profile, IMDS).
-    pub async fn from_env(default_region: Option<String>) -> Self {
+    pub async fn from_env(default_region: Option<String>, policy: EndpointPolicy) -> Self {
         let shared = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .timeout_config(
@@ -54,14 +61,24 @@ impl SdkStore {
             )
             .load()
             .await;
-        Self::new(shared, default_region)
+        Self::with_policy(shared, default_region, policy)
     }
 
     pub fn new(shared: SdkConfig, default_region: Option<String>) -> Self {
+        Self::with_policy(shared, default_region, EndpointPolicy::default())
+    }
+
+    /// A store whose guarded targets connect only where `policy` allows.
+    pub fn with_policy(
+        shared: SdkConfig,
+        default_region: Option<String>,
+        policy: EndpointPolicy,
+    ) -> Self {
         SdkStore {
             shared,
             default_region,
             clients: Mutex::new(HashMap::new()),
+            guarded_http: guard::client(Arc::new(policy)),
         }
     }
 
@@ -78,6 +95,7 @@ impl SdkStore {
             .or_else(|| self.shared.region().map(|r| r.to_string()))
             .unwrap_or_else(|| FALLBACK_REGION.to_owned());
         let key = ClientKey {
+            guarded: target.guarded,
             force_path_style: target.force_path_style
                 || target.endpoint.as_deref().is_some_and(needs_path_style),
             endpoint: target.endpoint.clone(),
@@ -102,6 +120,9 @@ impl SdkStore {
             .force_path_style(key.force_path_style);
         if let Some(endpoint) = &key.endpoint {
             config = config.endpoint_url(endpoint);
+        }
+        if key.guarded {
+            config = config.http_client(self.guarded_http.clone());
         }
         if let Some(c) = &key.credentials {
             let credentials = aws_credential_types::Credentials::new(
@@ -245,6 +266,13 @@ where
     let code = err.code().map(str::to_owned);
     let status = err.raw_response().map(HasStatus::status);
     if !matches!(err, SdkError::ServiceError(_)) {
+        if let Some(message) = super::guard::refusal(&err) {
+            return S3Error::EndpointNotAllowed {
+                operation,
+                bucket,
+                message,
+            };
+        }
         return S3Error::Unavailable {
             operation,
             bucket,

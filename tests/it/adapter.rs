@@ -11,7 +11,7 @@ use crate::support::moto::Moto;
 use crate::support::unique_name;
 
 async fn store() -> SdkStore {
-    SdkStore::from_env(Some("us-east-1".into())).await
+    SdkStore::from_env(Some("us-east-1".into()), Default::default()).await
 }
 
 fn target(moto: &Moto, bucket: &str) -> BucketTarget {

@@ -14,3 +14,4 @@ mod preflight;
 mod safety;
 mod server_side;
 mod support;
+mod tenancy;

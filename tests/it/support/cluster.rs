@@ -153,25 +153,28 @@ impl Cluster {
     /// Creates crds/bucketcors.yaml, as it is, on the CRD server, and waits until the core
     /// API server serves BucketCors through aggregation.
     async fn install_crd(&self) {
-        let yaml = std::fs::read_to_string(repo_root().join("crds/bucketcors.yaml")).unwrap();
-        let crd: CustomResourceDefinition = serde_saphyr::from_str(&yaml).expect("the CRD parses");
         let api: Api<CustomResourceDefinition> = Api::all(self.crd_server_client().await);
-        if let Err(e) = api.create(&PostParams::default(), &crd).await {
-            panic!(
-                "the CRD server ({}) refuses crds/bucketcors.yaml: {e}",
-                self.crd_server_version
+        for file in ["crds/bucketcors.yaml", "crds/clusterbucketstore.yaml"] {
+            let yaml = std::fs::read_to_string(repo_root().join(file)).unwrap();
+            let crd: CustomResourceDefinition =
+                serde_saphyr::from_str(&yaml).expect("the CRD parses");
+            if let Err(e) = api.create(&PostParams::default(), &crd).await {
+                panic!(
+                    "the CRD server ({}) refuses {file}: {e}",
+                    self.crd_server_version
+                );
+            }
+            let name = crd.metadata.name.clone().unwrap();
+            let established = kube::runtime::wait::await_condition(
+                api.clone(),
+                &name,
+                kube::runtime::wait::conditions::is_crd_established(),
             );
+            tokio::time::timeout(Duration::from_secs(30), established)
+                .await
+                .expect("the CRD is established in time")
+                .unwrap();
         }
-        let name = crd.metadata.name.clone().unwrap();
-        let established = kube::runtime::wait::await_condition(
-            api,
-            &name,
-            kube::runtime::wait::conditions::is_crd_established(),
-        );
-        tokio::time::timeout(Duration::from_secs(30), established)
-            .await
-            .expect("the CRD is established in time")
-            .unwrap();
         // The core re-checks an APIService with a back-off of up to 30 s; any change to it
         // makes the check run at once.
         let now = std::time::SystemTime::now()
@@ -193,7 +196,13 @@ impl Cluster {
                 .list_api_group_resources("bucketcors.dev/v1alpha1")
                 .await
             {
-                Ok(list) if list.resources.iter().any(|r| r.name == "bucketcors") => break,
+                Ok(list)
+                    if ["bucketcors", "clusterbucketstores"]
+                        .iter()
+                        .all(|n| list.resources.iter().any(|r| r.name == *n)) =>
+                {
+                    break;
+                }
                 outcome => assert!(
                     std::time::Instant::now() < deadline,
                     "the core API server does not serve bucketcors.dev/v1alpha1 through \

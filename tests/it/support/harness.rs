@@ -10,6 +10,7 @@ use bucketcors::api::{BucketCors, BucketCorsSpec, DeletionPolicy, ManagementPoli
 use bucketcors::controller::{self, Context, Settings};
 use bucketcors::cors::CorsRule;
 use bucketcors::s3::SdkStore;
+use bucketcors::tenancy::EndpointPolicy;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -106,6 +107,9 @@ impl Harness {
             concurrency: 4,
             ..Settings::default()
         };
+        // Tests of other behaviours lend the operator's identity as a single-tenant cluster
+        // does; the tenancy tests turn it off.
+        settings.tenancy.single_tenant = true;
         configure(&mut settings);
         let mut harness = Harness {
             cluster,
@@ -127,7 +131,7 @@ impl Harness {
     fn start_controller(&mut self) {
         let ctx = std::sync::Arc::new(Context::new(
             self.client.clone(),
-            ambient_store(),
+            ambient_store_guarded(self.settings.tenancy.endpoint_policy.clone()),
             self.settings.clone(),
         ));
         self.context = Some(ctx.clone());
@@ -187,6 +191,7 @@ impl Harness {
             region: None,
             endpoint: Some(self.s3_endpoint.clone()),
             force_path_style: None,
+            store_ref: None,
             credentials_secret_ref: None,
             expected_bucket_owner: None,
             deletion_policy: DeletionPolicy::Delete,
@@ -410,6 +415,11 @@ where
 
 /// The operator's store with test credentials as its ambient ones (no Secret referenced).
 pub fn ambient_store() -> SdkStore {
+    ambient_store_guarded(EndpointPolicy::default())
+}
+
+/// Like `ambient_store`, its guarded targets connecting only where `policy` allows.
+pub fn ambient_store_guarded(policy: EndpointPolicy) -> SdkStore {
     let shared = aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -417,7 +427,7 @@ pub fn ambient_store() -> SdkStore {
             "ambient", "ambient", None, None, "tests",
         )))
         .build();
-    SdkStore::new(shared, None)
+    SdkStore::with_policy(shared, None, policy)
 }
 
 /// What `bucket` holds, read by the tests' own client (not the operator's code).

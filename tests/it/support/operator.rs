@@ -43,6 +43,8 @@ impl OperatorProcess {
             ("AWS_REGION", "us-east-1"),
             ("AWS_EC2_METADATA_DISABLED", "true"),
             ("RUST_LOG", "info"),
+            // Tests of other behaviours run it as a single-tenant cluster does.
+            ("BUCKETCORS_SINGLE_TENANT", "true"),
         ];
         all_envs.extend_from_slice(envs);
         let process = Tethered::spawn(

@@ -1,0 +1,601 @@
+//! Who may act on which bucket: the cluster-scoped `ClusterBucketStore` that administrators
+//! make (an endpoint, an identity, the namespaces it serves and the buckets it grants), and
+//! the endpoint policy for objects that bring their own credentials. Pure: the controller
+//! feeds it the store and the namespace's labels from its caches.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Condition, PutChecksum, SecretRef};
+
+/// An S3 store and what it grants: administrators make one per store and identity, and say
+/// which namespaces may use it for which buckets. BucketCors objects name it in
+/// `spec.storeRef`.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "bucketcors.dev",
+    version = "v1alpha1",
+    kind = "ClusterBucketStore",
+    plural = "clusterbucketstores",
+    singular = "clusterbucketstore",
+    shortname = "cbstore",
+    status = "ClusterBucketStoreStatus",
+    derive = "PartialEq",
+    doc = "An S3 store, the identity the operator uses on it, and which namespaces may use it for which buckets.",
+    printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".spec.endpoint"}"#,
+    printcolumn = r#"{"name":"Buckets","type":"string","jsonPath":".spec.buckets"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterBucketStoreSpec {
+    /// S3 endpoint URL, e.g. `https://s3.nl-ams.scw.cloud`. When absent: the operator's
+    /// `--default-endpoint`, then AWS S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// Region of the store's buckets unless a BucketCors names another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+
+    /// Address buckets as `endpoint/bucket` instead of `bucket.endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_path_style: Option<bool>,
+
+    /// How PutBucketCors proves its body is intact: `CRC32` or `ContentMD5`. Default: the
+    /// operator's `--put-checksum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put_checksum: Option<PutChecksum>,
+
+    /// The identity the operator acts with on this store. When absent: the operator's own
+    /// (environment, IRSA / web identity, Pod Identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<StoreCredentials>,
+
+    /// Which namespaces may use this store: a namespace may when any condition names it or
+    /// selects it by its labels. No condition: no namespace may.
+    #[serde(default)]
+    pub conditions: Vec<StoreCondition>,
+
+    /// Names of the buckets this store may be used for, as globs (`*` any run of characters,
+    /// `?` one), e.g. `team-a-*`. At least one.
+    #[schemars(length(min = 1))]
+    pub buckets: Vec<String>,
+}
+
+/// The identity of a store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreCredentials {
+    /// Secret in the operator's own namespace holding `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+/// Namespaces a store serves: those named, and those whose labels the selector matches.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreCondition {
+    /// Namespaces by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Namespaces by label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+/// Observed state of a ClusterBucketStore.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterBucketStoreStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` is True when the store's spec is valid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Why an object may not act.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// No store grants it (or the store it names does not).
+    NotPermitted(String),
+    /// It names its own endpoint, and the endpoint policy refuses it.
+    EndpointNotAllowed(String),
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Denial::NotPermitted(m) | Denial::EndpointNotAllowed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl ClusterBucketStore {
+    /// Whether namespace `namespace`, with labels `labels`, may use this store for `bucket`;
+    /// the denial says which of the two it fails, in the words of the store's fields.
+    pub fn grants(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        bucket: &str,
+    ) -> Result<(), Denial> {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        if let Err(problem) = self.spec.problems() {
+            return Err(Denial::NotPermitted(format!(
+                "ClusterBucketStore {name:?} is not valid: {problem}"
+            )));
+        }
+        let serves = self.spec.conditions.iter().any(|c| {
+            c.namespaces.iter().any(|n| n == namespace)
+                || c.namespace_selector
+                    .as_ref()
+                    .is_some_and(|s| selector_matches(s, labels))
+        });
+        if !serves {
+            return Err(Denial::NotPermitted(format!(
+                "ClusterBucketStore {name:?} is not allowed from namespace {namespace:?}"
+            )));
+        }
+        if !self.spec.buckets.iter().any(|g| glob_matches(g, bucket)) {
+            return Err(Denial::NotPermitted(format!(
+                "ClusterBucketStore {name:?} does not grant bucket {bucket:?} (it grants {})",
+                self.spec.buckets.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl ClusterBucketStoreSpec {
+    /// What makes the store unusable, in words; the store's Ready condition says the same.
+    pub fn problems(&self) -> Result<(), String> {
+        if self.buckets.is_empty() {
+            return Err("spec.buckets: at least one bucket name or glob is required".into());
+        }
+        for (i, c) in self.conditions.iter().enumerate() {
+            if let Some(s) = &c.namespace_selector {
+                for (j, e) in s.match_expressions.iter().flatten().enumerate() {
+                    let field =
+                        format!("spec.conditions[{i}].namespaceSelector.matchExpressions[{j}]");
+                    match e.operator.as_str() {
+                        "In" | "NotIn" if e.values.as_ref().is_none_or(Vec::is_empty) => {
+                            return Err(format!("{field}: operator {} needs values", e.operator));
+                        }
+                        "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                        other => {
+                            return Err(format!(
+                                "{field}: unknown operator {other:?} (In, NotIn, Exists, DoesNotExist)"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `labels` satisfy a Kubernetes label selector (`matchLabels` and every
+/// `matchExpressions` requirement). An empty selector matches every namespace, as in
+/// Kubernetes; an unknown operator matches none.
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_match = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    labels_match
+        && selector
+            .match_expressions
+            .iter()
+            .flatten()
+            .all(|e| requirement_matches(e, labels))
+}
+
+fn requirement_matches(req: &LabelSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+    let value = labels.get(&req.key);
+    let values = req.values.as_deref().unwrap_or_default();
+    match req.operator.as_str() {
+        "In" => value.is_some_and(|v| values.contains(v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        _ => false,
+    }
+}
+
+/// Shell-style glob: `*` matches any run of characters (none included), `?` exactly one.
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Greedy with one backtrack point: linear in practice, no recursion.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Where objects that bring their own credentials may send requests. Stores are made by
+/// administrators and are not subject to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointPolicy {
+    /// `http://` endpoints are allowed (by default only `https://`).
+    pub allow_http: bool,
+    /// Address ranges allowed although they are in a refused range.
+    pub allowed: Vec<Cidr>,
+}
+
+/// An address range, `10.0.0.0/8` or `fd00::/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = text.split_once('/').unwrap_or((text, ""));
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an address range like 10.0.0.0/8"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Cidr {
+    fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are their IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The range an address is refused for, if it is in one: addresses inside the cluster and
+/// the machine rather than on a store.
+pub fn refused_range(ip: IpAddr) -> Option<&'static str> {
+    match canonical(ip) {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4.is_loopback() {
+                Some("loopback")
+            } else if v4.is_link_local() {
+                Some("link-local (cloud metadata)")
+            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+                Some("private")
+            } else if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() || a == 0 {
+                Some("unspecified, broadcast or multicast")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if first & 0xffc0 == 0xfe80 {
+                Some("link-local (cloud metadata)")
+            } else if first & 0xfe00 == 0xfc00 {
+                Some("private")
+            } else if v6.is_unspecified() || v6.is_multicast() {
+                Some("unspecified or multicast")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+impl EndpointPolicy {
+    /// Checks an endpoint URL before any connection: its scheme, and its host when it is an
+    /// address. A host name is checked again on every connection, against what it resolves to.
+    pub fn check_url(&self, endpoint: &str) -> Result<(), Denial> {
+        let refuse = |why: String| Err(Denial::EndpointNotAllowed(why));
+        let Some((scheme, rest)) = endpoint.split_once("://") else {
+            return refuse(format!("spec.endpoint: {endpoint:?} is not an http(s) URL"));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "https" => {}
+            "http" if self.allow_http => {}
+            "http" => {
+                return refuse(format!(
+                    "spec.endpoint: {endpoint:?} is plain http; the operator allows only https endpoints for objects with their own credentials"
+                ));
+            }
+            _ => return refuse(format!("spec.endpoint: {endpoint:?} is not an http(s) URL")),
+        }
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            self.check_ip(ip).map_err(|why| {
+                Denial::EndpointNotAllowed(format!("spec.endpoint: {endpoint:?} {why}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether a connection may go to `ip`.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        match refused_range(ip) {
+            Some(range) if !self.allowed.iter().any(|c| c.contains(ip)) => Err(format!(
+                "is in a {range} address range ({ip}), which the operator does not send requests to unless an administrator allows it"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn store(conditions: Vec<StoreCondition>, buckets: &[&str]) -> ClusterBucketStore {
+        ClusterBucketStore {
+            metadata: ObjectMeta {
+                name: Some("team-a".into()),
+                ..ObjectMeta::default()
+            },
+            spec: ClusterBucketStoreSpec {
+                endpoint: None,
+                region: None,
+                force_path_style: None,
+                put_checksum: None,
+                credentials: None,
+                conditions,
+                buckets: buckets.iter().map(|b| (*b).to_owned()).collect(),
+            },
+            status: None,
+        }
+    }
+
+    fn by_name(ns: &str) -> StoreCondition {
+        StoreCondition {
+            namespaces: vec![ns.into()],
+            namespace_selector: None,
+        }
+    }
+
+    fn by_labels(pairs: &[(&str, &str)]) -> StoreCondition {
+        StoreCondition {
+            namespaces: vec![],
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(labels(pairs)),
+                match_expressions: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn globs_match_as_in_a_shell() {
+        let cases = [
+            ("team-a-*", "team-a-x", true),
+            ("team-a-*", "team-a-", true),
+            ("team-a-*", "team-b-x", false),
+            ("*", "anything", true),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*-logs-*", "x-logs-y", true),
+            ("*-logs-*", "x-log-y", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYbZ", false),
+        ];
+        for (pattern, name, want) in cases {
+            assert_eq!(glob_matches(pattern, name), want, "{pattern} vs {name}");
+        }
+    }
+
+    #[test]
+    fn a_store_grants_only_its_namespaces_and_buckets_and_says_which_it_failed() {
+        let s = store(
+            vec![by_name("team-a"), by_labels(&[("team", "a")])],
+            &["team-a-*"],
+        );
+        let none = BTreeMap::new();
+        assert_eq!(s.grants("team-a", &none, "team-a-x"), Ok(()));
+        assert_eq!(
+            s.grants("other", &labels(&[("team", "a")]), "team-a-x"),
+            Ok(())
+        );
+        assert_eq!(
+            s.grants("team-b", &labels(&[("team", "b")]), "team-a-x"),
+            Err(Denial::NotPermitted(
+                r#"ClusterBucketStore "team-a" is not allowed from namespace "team-b""#.into()
+            ))
+        );
+        assert_eq!(
+            s.grants("team-a", &none, "team-b-x"),
+            Err(Denial::NotPermitted(
+                r#"ClusterBucketStore "team-a" does not grant bucket "team-b-x" (it grants team-a-*)"#
+                    .into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_store_without_conditions_serves_no_namespace() {
+        let s = store(vec![], &["*"]);
+        assert!(s.grants("default", &BTreeMap::new(), "b").is_err());
+        // A condition naming nothing serves nothing either.
+        let s = store(vec![StoreCondition::default()], &["*"]);
+        assert!(s.grants("default", &BTreeMap::new(), "b").is_err());
+    }
+
+    #[test]
+    fn selector_expressions_follow_kubernetes() {
+        let req = |key: &str, op: &str, values: &[&str]| LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: key.into(),
+                operator: op.into(),
+                values: Some(values.iter().map(|v| (*v).to_owned()).collect()),
+            }]),
+        };
+        let l = labels(&[("team", "a"), ("tier", "web")]);
+        assert!(selector_matches(&req("team", "In", &["a", "b"]), &l));
+        assert!(!selector_matches(&req("team", "In", &["b"]), &l));
+        assert!(selector_matches(&req("team", "NotIn", &["b"]), &l));
+        assert!(selector_matches(&req("missing", "NotIn", &["b"]), &l));
+        assert!(selector_matches(&req("tier", "Exists", &[]), &l));
+        assert!(!selector_matches(&req("tier", "DoesNotExist", &[]), &l));
+        assert!(!selector_matches(&req("tier", "Gt", &["1"]), &l));
+        assert!(selector_matches(&LabelSelector::default(), &l));
+        let bad = store(
+            vec![StoreCondition {
+                namespaces: vec![],
+                namespace_selector: Some(req("team", "In", &[])),
+            }],
+            &["*"],
+        );
+        assert_eq!(
+            bad.grants("x", &l, "b"),
+            Err(Denial::NotPermitted(
+                r#"ClusterBucketStore "team-a" is not valid: spec.conditions[0].namespaceSelector.matchExpressions[0]: operator In needs values"#.into()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_endpoint_policy_refuses_plain_http_and_inner_addresses_unless_allowed() {
+        let strict = EndpointPolicy::default();
+        assert_eq!(strict.check_url("https://s3.nl-ams.scw.cloud"), Ok(()));
+        assert_eq!(strict.check_url("https://203.0.113.7:9000/"), Ok(()));
+        for refused in [
+            "http://s3.example.com",
+            "ftp://s3.example.com",
+            "s3.example.com",
+            "https://127.0.0.1:9000",
+            "https://169.254.169.254/latest",
+            "https://10.0.0.5",
+            "https://172.20.1.1",
+            "https://192.168.1.1",
+            "https://100.64.0.1",
+            "https://0.0.0.0",
+            "https://[::1]:9000",
+            "https://[fe80::1]",
+            "https://[fd00::1]",
+            "https://[::ffff:127.0.0.1]",
+            "https://user@127.0.0.1",
+        ] {
+            let denial = strict.check_url(refused).expect_err(refused);
+            assert!(matches!(denial, Denial::EndpointNotAllowed(_)), "{refused}");
+            assert!(denial.to_string().contains(refused), "{denial}");
+        }
+        let open = EndpointPolicy {
+            allow_http: true,
+            allowed: vec!["127.0.0.1/32".parse().unwrap(), "fd00::/8".parse().unwrap()],
+        };
+        assert_eq!(open.check_url("http://127.0.0.1:9000"), Ok(()));
+        assert_eq!(open.check_url("https://[fd00::1]"), Ok(()));
+        assert!(open.check_url("http://127.0.0.2:9000").is_err());
+        assert!(open.check_url("http://[::1]:9000").is_err());
+    }
+
+    #[test]
+    fn address_ranges_parse_and_refuse_nonsense_with_the_value() {
+        assert!(
+            "10.0.0.0/8"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("10.9.8.7".parse().unwrap())
+        );
+        assert!(
+            !"10.0.0.0/8"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("11.0.0.1".parse().unwrap())
+        );
+        assert!(
+            "0.0.0.0/0"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            "127.0.0.2"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("127.0.0.2".parse().unwrap())
+        );
+        assert_eq!(
+            "10.0.0.0/33".parse::<Cidr>(),
+            Err(r#""10.0.0.0/33": the prefix length must be 0 to 32"#.into())
+        );
+        assert_eq!(
+            "ten/8".parse::<Cidr>(),
+            Err(r#""ten/8" is not an address range like 10.0.0.0/8"#.into())
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! A namespace touches only the buckets it was granted: stores that administrators make, no
+//! ambient identity by default, no requests to addresses the operator should never reach.
+//! Every request moto receives names its access key, so the tests check which identity
+//! reached which bucket at the server.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use bucketcors::api::{BucketCors, BucketCorsSpec, StoreRef};
+use bucketcors::cors::CorsRule;
+use bucketcors::tenancy::{
+    ClusterBucketStore, ClusterBucketStoreSpec, EndpointPolicy, StoreCondition,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+
+use crate::support::harness::{Harness, PROMPTLY, bucket_cors, eventually};
+use crate::support::moto::{Moto, Request};
+use crate::support::unique_name;
+
+fn rules(origin: &str) -> Vec<CorsRule> {
+    vec![CorsRule::new([origin], ["GET"])]
+}
+
+/// The access key that signed a request, from its Authorization header.
+fn access_key(request: &Request) -> Option<String> {
+    let auth = request.header("authorization")?;
+    let credential = auth.split("Credential=").nth(1)?;
+    credential.split('/').next().map(str::to_owned)
+}
+
+/// A harness whose controller runs the secure default (no single-tenant mode), resyncing
+/// rarely so that what happens at once is the operator's doing, not a resync's.
+async fn secure(configure: impl FnOnce(&mut bucketcors::controller::Settings)) -> Harness {
+    Harness::start_configured(&Moto::shared().endpoint(), |s| {
+        s.tenancy.single_tenant = false;
+        s.resync_interval = Duration::from_secs(300);
+        configure(s);
+    })
+    .await
+}
+
+/// A store on moto with the operator's ambient identity, granting `conditions` the buckets
+/// `globs`. Deleted when the returned guard goes.
+struct StoreGuard {
+    api: Api<ClusterBucketStore>,
+    name: String,
+}
+
+impl Drop for StoreGuard {
+    fn drop(&mut self) {
+        let (api, name) = (self.api.clone(), self.name.clone());
+        // Best effort: a leftover store grants only the test's own unique names.
+        tokio::spawn(async move {
+            let _ = api.delete(&name, &DeleteParams::default()).await;
+        });
+    }
+}
+
+async fn make_store(h: &Harness, conditions: Vec<StoreCondition>, globs: &[String]) -> StoreGuard {
+    let api: Api<ClusterBucketStore> = Api::all(h.client.clone());
+    let name = unique_name("store");
+    let store = ClusterBucketStore {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: ClusterBucketStoreSpec {
+            endpoint: Some(Moto::shared().endpoint()),
+            region: None,
+            force_path_style: None,
+            put_checksum: None,
+            credentials: None,
+            conditions,
+            buckets: globs.to_vec(),
+        },
+        status: None,
+    };
+    api.create(&PostParams::default(), &store).await.unwrap();
+    StoreGuard { api, name }
+}
+
+fn through(store: &StoreGuard, bucket: &str, rules: Vec<CorsRule>) -> BucketCorsSpec {
+    serde_json::from_value(serde_json::json!({
+        "bucket": bucket,
+        "storeRef": StoreRef { name: store.name.clone() },
+        "rules": rules,
+    }))
+    .unwrap()
+}
+
+fn selecting(label: &str, value: &str) -> StoreCondition {
+    StoreCondition {
+        namespaces: vec![],
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(label.to_owned(), value.to_owned())])),
+            match_expressions: None,
+        }),
+    }
+}
+
+async fn label_namespace(h: &Harness, namespace: &str, label: &str, value: Option<&str>) {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(h.client.clone());
+    let patch = serde_json::json!({ "metadata": { "labels": { label: value } } });
+    api.patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+async fn new_bucket(name: &str) {
+    Moto::shared()
+        .client()
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_store_an_object_is_not_permitted_and_nothing_is_sent_even_on_delete() {
+    let h = secure(|_| {}).await;
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("nostore").await;
+    h.create("web", h.spec(&bucket, rules("https://a.example.com")))
+        .await;
+
+    let denied = h.wait_reason("web", "NotPermitted").await;
+    let message = &denied.ready_condition().unwrap().message;
+    assert!(
+        message.contains("no ClusterBucketStore grants namespace"),
+        "{message}"
+    );
+    assert!(message.contains(&bucket), "{message}");
+    h.wait_event("web", |(t, r, _)| t == "Warning" && r == "NotPermitted")
+        .await;
+
+    h.delete("web").await;
+    h.wait_gone("web").await;
+    h.wait_event("web", |(t, r, n)| {
+        t == "Warning" && r == "CleanupSkipped" && n.contains("NotPermitted")
+    })
+    .await;
+    assert!(
+        moto.cors_calls(&bucket).is_empty(),
+        "no request reached the bucket: {:?}",
+        moto.cors_calls(&bucket)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_grants_its_namespaces_their_buckets_and_a_revoked_grant_never_writes() {
+    let h = secure(|_| {}).await;
+    let moto = Moto::shared();
+    let tag = unique_name("grant");
+    let (granted, other) = (format!("{tag}-a-1"), format!("{tag}-b-1"));
+    new_bucket(&granted).await;
+    new_bucket(&other).await;
+    label_namespace(&h, &h.namespace, "bucketcors.dev/test-team", Some(&tag)).await;
+    let store = make_store(
+        &h,
+        vec![selecting("bucketcors.dev/test-team", &tag)],
+        &[format!("{tag}-a-*")],
+    )
+    .await;
+    // The store reports itself valid.
+    let stores: Api<ClusterBucketStore> = Api::all(h.client.clone());
+    eventually("the store to be Ready", PROMPTLY, || async {
+        stores
+            .get(&store.name)
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+    })
+    .await;
+
+    h.create(
+        "mine",
+        through(&store, &granted, rules("https://a.example.com")),
+    )
+    .await;
+    h.create(
+        "theirs",
+        through(&store, &other, rules("https://a.example.com")),
+    )
+    .await;
+    h.wait_reason("mine", "Applied").await;
+    assert_eq!(
+        bucket_cors(&moto.client(), &granted).await,
+        rules("https://a.example.com")
+    );
+    let denied = h.wait_reason("theirs", "NotPermitted").await;
+    let message = &denied.ready_condition().unwrap().message;
+    assert!(message.contains("does not grant bucket"), "{message}");
+    assert!(moto.cors_calls(&other).is_empty());
+
+    // Revoked: the namespace loses its label. The object is woken at once (the resync is five
+    // minutes away) and turns NotPermitted without writing.
+    let writes = moto.cors_writes(&granted);
+    label_namespace(&h, &h.namespace, "bucketcors.dev/test-team", None).await;
+    let revoked = h.wait_reason("mine", "NotPermitted").await;
+    let message = &revoked.ready_condition().unwrap().message;
+    assert!(
+        message.contains("is not allowed from namespace"),
+        "{message}"
+    );
+    assert_eq!(moto.cors_writes(&granted), writes);
+
+    // Deleting a denied object sends nothing: the bucket keeps its rules.
+    h.delete("mine").await;
+    h.wait_gone("mine").await;
+    assert_eq!(moto.cors_writes(&granted), writes);
+    assert_eq!(
+        bucket_cors(&moto.client(), &granted).await,
+        rules("https://a.example.com")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ungranted_object_named_first_does_not_stop_the_granted_one() {
+    let team_b = Harness::new_namespace("team-b").await;
+    let mut h = secure(|s| s.namespaces.push(team_b.clone())).await;
+    let moto = Moto::shared();
+    let tag = unique_name("squat");
+    let bucket = format!("{tag}-a-1");
+    new_bucket(&bucket).await;
+    let store = make_store(
+        &h,
+        vec![StoreCondition {
+            namespaces: vec![h.namespace.clone()],
+            namespace_selector: None,
+        }],
+        &[format!("{tag}-a-*")],
+    )
+    .await;
+
+    // Team B names the bucket first: through the store (not granted), with the operator's
+    // identity (not lent), and with its own junk key toward an address it may not reach.
+    let squatters: Api<BucketCors> = Api::namespaced(h.client.clone(), &team_b);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(h.client.clone(), &team_b);
+    let junk = k8s_openapi::api::core::v1::Secret {
+        metadata: ObjectMeta {
+            name: Some("junk".into()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some(BTreeMap::from([
+            ("AWS_ACCESS_KEY_ID".to_owned(), "AKIAJUNK".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "junk".to_owned()),
+        ])),
+        ..Default::default()
+    };
+    secrets.create(&PostParams::default(), &junk).await.unwrap();
+    let mut with_junk = h.spec_with_secret(&bucket, rules("https://b.example.com"), "junk");
+    with_junk.endpoint = Some(moto.endpoint());
+    for (name, spec) in [
+        (
+            "via-store",
+            through(&store, &bucket, rules("https://b.example.com")),
+        ),
+        ("ambient", h.spec(&bucket, rules("https://b.example.com"))),
+        ("own-key", with_junk),
+    ] {
+        squatters
+            .create(&PostParams::default(), &BucketCors::new(name, spec))
+            .await
+            .unwrap();
+    }
+    let reason = |obj: &BucketCors| obj.ready_condition().map(|c| c.reason.clone());
+    for (name, expected) in [
+        ("via-store", "NotPermitted"),
+        ("ambient", "NotPermitted"),
+        ("own-key", "EndpointNotAllowed"),
+    ] {
+        eventually(
+            &format!("team-b/{name} to be {expected}"),
+            PROMPTLY,
+            || async { reason(&squatters.get(name).await.unwrap()).as_deref() == Some(expected) },
+        )
+        .await;
+    }
+
+    h.create(
+        "web",
+        through(&store, &bucket, rules("https://a.example.com")),
+    )
+    .await;
+    h.wait_reason("web", "Applied").await;
+    h.restart_controller().await;
+    h.wait_reason("web", "InSync").await;
+    assert_eq!(
+        bucket_cors(&moto.client(), &bucket).await,
+        rules("https://a.example.com")
+    );
+    // Besides the tests' own reads ("testing"), only the store's identity reached the bucket,
+    // and it wrote once.
+    let calls = moto.cors_calls(&bucket);
+    let operator: Vec<_> = calls
+        .iter()
+        .filter(|r| access_key(r).as_deref() != Some("testing"))
+        .collect();
+    let keys: Vec<_> = operator.iter().map(|r| access_key(r)).collect();
+    assert!(
+        keys.iter().all(|k| k.as_deref() == Some("ambient")),
+        "only the store's identity reached the bucket: {keys:?}"
+    );
+    assert_eq!(operator.iter().filter(|r| r.method == "PUT").count(), 1);
+    assert!(
+        moto.requests()
+            .iter()
+            .all(|r| access_key(r).as_deref() != Some("AKIAJUNK")),
+        "the junk key sent nothing"
+    );
+    for name in ["via-store", "ambient", "own-key"] {
+        squatters
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_own_endpoint_inside_the_machine_is_refused_before_and_at_connection() {
+    // The policy lets plain http through and allows 127.0.0.1 only.
+    let h = secure(|s| {
+        s.tenancy.endpoint_policy = EndpointPolicy {
+            allow_http: true,
+            allowed: vec!["127.0.0.1/32".parse().unwrap()],
+        };
+    })
+    .await;
+    h.create_credentials_secret("own", "AKIAOWN", "own").await;
+
+    // Another loopback address, not allowed: refused from the URL, nothing connects.
+    let other = TcpListener::bind("127.0.0.2:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let mut spec = h.spec_with_secret("inner-bucket", rules("https://a.example.com"), "own");
+    spec.endpoint = Some(format!("http://{}", other.local_addr().unwrap()));
+    h.create("literal", spec).await;
+    let refused = h.wait_reason("literal", "EndpointNotAllowed").await;
+    let message = &refused.ready_condition().unwrap().message;
+    assert!(message.contains("loopback"), "{message}");
+
+    // A host name: it passes the URL check and is caught where the connection is made, since
+    // `localhost` resolves to loopback addresses the policy does not all allow.
+    let named = TcpListener::bind("127.0.0.1:0").unwrap();
+    named.set_nonblocking(true).unwrap();
+    let port = named.local_addr().unwrap().port();
+    let strict = secure(|s| {
+        s.tenancy.endpoint_policy = EndpointPolicy {
+            allow_http: true,
+            allowed: vec![],
+        };
+    })
+    .await;
+    strict
+        .create_credentials_secret("own", "AKIAOWN", "own")
+        .await;
+    let mut spec = strict.spec_with_secret("inner-bucket", rules("https://a.example.com"), "own");
+    spec.endpoint = Some(format!("http://localhost:{port}"));
+    strict.create("named", spec).await;
+    let refused = strict.wait_reason("named", "EndpointNotAllowed").await;
+    let message = &refused.ready_condition().unwrap().message;
+    assert!(
+        message.contains(r#"host "localhost" resolves to"#),
+        "{message}"
+    );
+
+    for listener in [&other, &named] {
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "no connection reached {:?}",
+            listener.local_addr()
+        );
+    }
+}
