@@ -49,6 +49,11 @@ struct RunArgs {
     /// Objects reconciled at the same time.
     #[arg(long, env = "BUCKETCORS_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+    /// Objects of one namespace reconciled at the same time (at most `--concurrency`).
+    /// Default: three quarters of `--concurrency`, so that a namespace whose store answers
+    /// slowly cannot take every pass from the others.
+    #[arg(long, env = "BUCKETCORS_NAMESPACE_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
+    namespace_concurrency: Option<u16>,
     /// Region for objects that name none (before the AWS SDK's region chain).
     #[arg(long, env = "BUCKETCORS_DEFAULT_REGION")]
     default_region: Option<String>,
@@ -162,6 +167,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespaces: args.namespaces.clone(),
         resync_interval: args.resync_interval,
         concurrency: args.concurrency,
+        namespace_concurrency: args.namespace_concurrency.unwrap_or(0),
         default_endpoint: args.default_endpoint.clone(),
         put_checksum: match args.put_checksum {
             PutChecksumArg::Crc32 => Checksum::Crc32,

@@ -53,6 +53,10 @@ pub struct Settings {
     pub resync_interval: Duration,
     /// Objects reconciled at the same time.
     pub concurrency: u16,
+    /// Objects of one namespace reconciled at the same time; 0: three quarters of
+    /// `concurrency` (at least one), so that a namespace whose store answers slowly leaves the
+    /// rest to the others.
+    pub namespace_concurrency: u16,
     /// Endpoint for objects that name none; AWS S3 when absent.
     pub default_endpoint: Option<String>,
     /// Integrity check for PutBucketCors when an object does not choose one.
@@ -79,6 +83,7 @@ impl Default for Settings {
             namespaces: Vec::new(),
             resync_interval: Duration::from_secs(300),
             concurrency: 16,
+            namespace_concurrency: 0,
             default_endpoint: None,
             put_checksum: Checksum::Crc32,
             tenancy: Tenancy {
@@ -102,6 +107,8 @@ pub struct Context<S> {
     synced: Arc<Readiness>,
     /// Passes running at once, over every watched namespace.
     permits: Semaphore,
+    /// Passes running at once in each namespace.
+    namespace_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     failures: Mutex<HashMap<ObjectRef<BucketCors>, u32>>,
     // The last status this operator wrote for each object whose cached copy does not show it
     // yet, by uid: every pass starts from it, so that nothing it wrote (the adoption record
@@ -126,6 +133,7 @@ impl<S: CorsStore> Context<S> {
             client,
             store: store::Gated::new(store, metrics.clone()),
             permits: Semaphore::new(usize::from(settings.concurrency.max(1))),
+            namespace_permits: Mutex::new(HashMap::new()),
             settings,
             metrics,
             readiness: Arc::default(),
@@ -137,6 +145,29 @@ impl<S: CorsStore> Context<S> {
             caches: RwLock::new(Vec::new()),
             grants: grants::Grants::default(),
         }
+    }
+
+    /// Objects of one namespace reconciled at once.
+    pub fn per_namespace(&self) -> u16 {
+        match self.settings.namespace_concurrency {
+            0 => (self.settings.concurrency.max(1) * 3 / 4).max(1),
+            n => n.min(self.settings.concurrency.max(1)),
+        }
+    }
+
+    /// A pass's share of `namespace`'s budget, if one is free now.
+    pub(crate) fn namespace_permit(
+        &self,
+        namespace: &str,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = self
+            .namespace_permits
+            .lock()
+            .expect("poisoned")
+            .entry(namespace.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(usize::from(self.per_namespace()))))
+            .clone();
+        semaphore.try_acquire_owned().ok()
     }
 
     /// The identity `obj` may act with, or why it may act with none: a store that grants its
@@ -541,10 +572,18 @@ pub async fn run<S: CorsStore>(
                     predicates::generation.combine(predicates::finalizers),
                     Default::default(),
                 );
-            // Every controller allows the operator's whole concurrency; the permits of the
-            // context hold the sum of all of them to it.
+            // The permits of the context hold the sum of all controllers to the operator's
+            // concurrency.
+            // A controller of one namespace runs no more than that namespace's share, so that
+            // none of its passes waits for one; one of all namespaces runs the operator's
+            // whole concurrency, and a pass whose namespace has no share free is put back.
+            let slots = if ctx.settings.namespaces.is_empty() {
+                ctx.settings.concurrency
+            } else {
+                ctx.per_namespace()
+            };
             Controller::for_stream(changes, reader)
-                .with_config(ControllerConfig::default().concurrency(ctx.settings.concurrency))
+                .with_config(ControllerConfig::default().concurrency(slots))
                 .reconcile_on(woken)
                 .graceful_shutdown_on(shutdown.clone())
                 .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())

@@ -1,6 +1,8 @@
-//! The HTTP client of objects that name their own endpoint: every address a host name
-//! resolves to passes the endpoint policy at connection time, so that a name that points
-//! inside the cluster (now or after a DNS change) is caught where the connection is made.
+//! The operator's HTTP clients. Every answer is read up to [`MAX_ANSWER`] bytes: a store (or
+//! anything an endpoint points at) cannot make the operator hold more. The client of objects
+//! that name their own endpoint also checks every address a host name resolves to against the
+//! endpoint policy at connection time, so that a name that points inside the cluster (now or
+//! after a DNS change) is caught where the connection is made.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -10,7 +12,34 @@ use std::sync::Arc;
 use aws_smithy_http_client::Builder;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use http_body_util::BodyExt;
+
+/// The largest answer read from a store. A CORS configuration is at most 64 KB of XML and an
+/// error a few hundred bytes; 1 MiB leaves room and bounds what a hostile endpoint can send.
+pub const MAX_ANSWER: usize = 1024 * 1024;
+
+/// An answer longer than [`MAX_ANSWER`]; found in an SDK error's causes.
+#[derive(Debug)]
+pub struct TooLarge;
+
+impl fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the store's answer is larger than {} KiB; the operator reads no more",
+            MAX_ANSWER / 1024
+        )
+    }
+}
+
+impl StdError for TooLarge {}
 
 use crate::tenancy::EndpointPolicy;
 
@@ -53,11 +82,68 @@ impl ResolveDns for Resolver {
     }
 }
 
-/// An HTTPS (and HTTP) client whose every connection passes `policy`.
-pub fn client(policy: Arc<EndpointPolicy>) -> SharedHttpClient {
-    Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-        .build_with_resolver(Resolver { policy })
+/// An HTTPS (and HTTP) client whose every connection passes `policy`, reading answers up to
+/// [`MAX_ANSWER`].
+pub fn guarded(policy: Arc<EndpointPolicy>) -> SharedHttpClient {
+    capped(
+        Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .build_with_resolver(Resolver { policy }),
+    )
+}
+
+/// An HTTPS (and HTTP) client reading answers up to [`MAX_ANSWER`].
+pub fn plain() -> SharedHttpClient {
+    capped(
+        Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .build_https(),
+    )
+}
+
+fn capped(inner: SharedHttpClient) -> SharedHttpClient {
+    SharedHttpClient::new(Capped { inner })
+}
+
+#[derive(Debug)]
+struct Capped {
+    inner: SharedHttpClient,
+}
+
+impl HttpClient for Capped {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(CappedConnector {
+            inner: self.inner.http_connector(settings, components),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct CappedConnector {
+    inner: SharedHttpConnector,
+}
+
+impl HttpConnector for CappedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let answer = self.inner.call(request);
+        HttpConnectorFuture::new(async move {
+            let response = answer.await?;
+            Ok(response.map(|body| {
+                let limited = http_body_util::Limited::new(body, MAX_ANSWER).map_err(|err| {
+                    if err.is::<http_body_util::LengthLimitError>() {
+                        Box::new(TooLarge) as Box<dyn StdError + Send + Sync>
+                    } else {
+                        err
+                    }
+                });
+                SdkBody::from_body_1_x(limited)
+            }))
+        })
+    }
 }
 
 /// The policy's refusal among an error's causes, if it is one.
@@ -70,6 +156,18 @@ pub fn refusal(err: &(dyn StdError + 'static)) -> Option<String> {
         next = e.source();
     }
     None
+}
+
+/// Whether an error's causes include an answer over the cap.
+pub fn too_large(err: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<TooLarge>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ pub struct SdkStore {
     shared: SdkConfig,
     default_region: Option<String>,
     clients: Mutex<HashMap<ClientKey, Client>>,
-    // The HTTP client of guarded targets: its DNS answers pass the endpoint policy.
+    // The HTTP clients: both cap answers; the guarded one's DNS answers pass the policy.
+    plain_http: SharedHttpClient,
     guarded_http: SharedHttpClient,
 }
 
@@ -78,7 +79,8 @@ impl SdkStore {
             shared,
             default_region,
             clients: Mutex::new(HashMap::new()),
-            guarded_http: guard::client(Arc::new(policy)),
+            plain_http: guard::plain(),
+            guarded_http: guard::guarded(Arc::new(policy)),
         }
     }
 
@@ -121,9 +123,11 @@ impl SdkStore {
         if let Some(endpoint) = &key.endpoint {
             config = config.endpoint_url(endpoint);
         }
-        if key.guarded {
-            config = config.http_client(self.guarded_http.clone());
-        }
+        config = config.http_client(if key.guarded {
+            self.guarded_http.clone()
+        } else {
+            self.plain_http.clone()
+        });
         if let Some(c) = &key.credentials {
             let credentials = aws_credential_types::Credentials::new(
                 &c.access_key_id,
@@ -266,7 +270,16 @@ where
     let code = err.code().map(str::to_owned);
     let status = err.raw_response().map(HasStatus::status);
     if !matches!(err, SdkError::ServiceError(_)) {
-        if let Some(message) = super::guard::refusal(&err) {
+        if guard::too_large(&err) {
+            // A broken or hostile endpoint, not a passing fault: looked at again at resync.
+            return S3Error::Rejected {
+                operation,
+                bucket,
+                code: "AnswerTooLarge".into(),
+                message: guard::TooLarge.to_string(),
+            };
+        }
+        if let Some(message) = guard::refusal(&err) {
             return S3Error::EndpointNotAllowed {
                 operation,
                 bucket,

@@ -15,8 +15,10 @@ use bucketcors::tenancy::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 
+use crate::support::fault_proxy::{Failure, Fault, FaultProxy};
 use crate::support::harness::{Harness, PROMPTLY, bucket_cors, eventually};
 use crate::support::moto::{Moto, Request};
+use crate::support::operator::OperatorProcess;
 use crate::support::unique_name;
 
 fn rules(origin: &str) -> Vec<CorsRule> {
@@ -379,4 +381,88 @@ async fn an_own_endpoint_inside_the_machine_is_refused_before_and_at_connection(
             listener.local_addr()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_answer_is_cut_at_a_mebibyte_and_the_operator_holds_no_more() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    let mut op = OperatorProcess::start(
+        &h.cluster.kubeconfig,
+        &["--namespace", &h.namespace, "--resync-interval", "2s"],
+        &[],
+        std::env::temp_dir().join(format!("{}-bounds.log", unique_name("op"))),
+    );
+    let baseline = op.peak_rss();
+
+    for (name, failure) in [
+        ("body", Failure::HugeBody),
+        ("message", Failure::HugeMessage),
+    ] {
+        proxy.set(Fault::All(failure));
+        let bucket = moto.new_bucket("huge").await;
+        let mut spec = h.spec(&bucket, rules("https://a.example.com"));
+        spec.endpoint = Some(proxy.endpoint());
+        h.create(name, spec).await;
+        let cut = h.wait_reason(name, "Rejected").await;
+        let message = &cut.ready_condition().unwrap().message;
+        assert!(message.contains("AnswerTooLarge"), "{name}: {message}");
+        assert!(
+            message.contains("larger than 1024 KiB"),
+            "{name}: {message}"
+        );
+        assert!(message.len() <= 4096, "{name}: {} bytes", message.len());
+    }
+    // A 200 MiB body read whole would show here; a capped one leaves the peak where it was,
+    // give or take a few buffers.
+    let peak = op.peak_rss();
+    assert!(
+        peak < baseline + 64 * 1024 * 1024,
+        "peak RSS {} MiB (baseline {} MiB)",
+        peak / (1024 * 1024),
+        baseline / (1024 * 1024)
+    );
+    op.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_whose_store_hangs_leaves_the_others_their_share() {
+    let slow = Harness::new_namespace("tarpit").await;
+    let h = Harness::start_configured(&Moto::shared().endpoint(), |s| {
+        s.namespaces.push(slow.clone());
+        s.concurrency = 4;
+        s.resync_interval = Duration::from_secs(300);
+    })
+    .await;
+    let moto = Moto::shared();
+    let tarpit = FaultProxy::start(&moto.endpoint()).await;
+    tarpit.set(Fault::All(Failure::Hang));
+    let api: Api<BucketCors> = Api::namespaced(h.client.clone(), &slow);
+    for i in 0..32 {
+        let mut spec = h.spec(&format!("tarpit-{i}"), rules("https://a.example.com"));
+        spec.endpoint = Some(tarpit.endpoint());
+        api.create(
+            &PostParams::default(),
+            &BucketCors::new(&format!("slow-{i}"), spec),
+        )
+        .await
+        .unwrap();
+    }
+    eventually("the tarpit to hold passes", PROMPTLY, || async {
+        tarpit.requests_seen() >= 3
+    })
+    .await;
+
+    let bucket = moto.new_bucket("fair").await;
+    h.create("web", h.spec(&bucket, rules("https://a.example.com")))
+        .await;
+    h.wait_reason_within("web", "Applied", Duration::from_secs(10))
+        .await;
+    assert!(
+        tarpit.max_in_flight() <= 3,
+        "the slow namespace took more than its share: {}",
+        tarpit.max_in_flight()
+    );
+    tarpit.set(Fault::Pass);
 }

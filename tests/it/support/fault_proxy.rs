@@ -44,6 +44,10 @@ pub enum Failure {
     Reset,
     /// No answer; the connection stays open until the fault is changed.
     Hang,
+    /// `400 InvalidRequest` whose `<Message>` is 5 MiB long.
+    HugeMessage,
+    /// `200 OK` with a 200 MiB body, sent until the client stops reading.
+    HugeBody,
 }
 
 /// Which requests fail, and how.
@@ -343,6 +347,32 @@ async fn answer(client: &mut BufReader<TcpStream>, request: Request, shared: &Sh
         }
         Some(Failure::Hang) => {
             let _ = hang.changed().await;
+            return;
+        }
+        Some(Failure::HugeMessage) => s3_error(
+            "400 Bad Request",
+            "InvalidRequest",
+            &"too long; ".repeat(5 * 1024 * 1024 / 10),
+        ),
+        Some(Failure::HugeBody) => {
+            let length: usize = 200 * 1024 * 1024;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+            );
+            let stream = client.get_mut();
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b' '; 64 * 1024];
+            let mut sent = 0;
+            // The client stops reading (and closes) long before the end when it caps answers.
+            while sent < length {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+                sent += chunk.len();
+            }
+            let _ = stream.shutdown().await;
             return;
         }
     };

@@ -92,6 +92,29 @@ impl OperatorProcess {
         self.process.stop();
     }
 
+    /// The operator's peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let pattern = format!("health-addr 127.0.0.1:{}", self.health_port);
+        let out = Command::new("pgrep")
+            .args(["-f", &pattern])
+            .output()
+            .unwrap();
+        let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_bucketcors")).unwrap();
+        // The tether runs it as a child; the operator is the process whose executable it is.
+        let pid = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .find(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == binary))
+            .unwrap_or_else(|| panic!("no operator process matches {pattern}"));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status");
+        kib * 1024
+    }
+
     /// Kills it with SIGKILL: no chance to clean up, as when a node dies.
     pub fn kill(&mut self) {
         let pattern = format!("health-addr 127.0.0.1:{}", self.health_port);
