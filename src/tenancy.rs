@@ -77,6 +77,46 @@ pub struct StoreCredentials {
     /// `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
+    /// An IAM role the operator assumes with its own identity (STS AssumeRole), with a session
+    /// name that names the BucketCors it acts for, so that CloudTrail says which object did
+    /// what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assume_role: Option<AssumeRole>,
+}
+
+/// An IAM role to assume.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssumeRole {
+    /// ARN of the role, e.g. `arn:aws:iam::111122223333:role/team-a-cors`.
+    #[schemars(length(min = 20, max = 2048))]
+    pub role_arn: String,
+    /// The external ID the role's trust policy asks for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+}
+
+/// The STS session name for the object `namespace/name`: `bucketcors.NAMESPACE.NAME`, in the
+/// characters STS allows and at most 64 of them (a long one keeps its start and a hash).
+pub fn session_name(namespace: &str, name: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let full = format!("bucketcors.{namespace}.{name}");
+    let clean: String = full
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if clean.len() <= 64 {
+        return clean;
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    full.hash(&mut hasher);
+    format!("{}-{:08x}", &clean[..55], hasher.finish() as u32)
 }
 
 /// Namespaces a store serves: those named, and those whose labels the selector matches.
@@ -160,6 +200,13 @@ impl ClusterBucketStore {
 impl ClusterBucketStoreSpec {
     /// What makes the store unusable, in words; the store's Ready condition says the same.
     pub fn problems(&self) -> Result<(), String> {
+        if let Some(StoreCredentials {
+            secret_ref: Some(_),
+            assume_role: Some(_),
+        }) = &self.credentials
+        {
+            return Err("spec.credentials: name a secretRef or an assumeRole, not both".into());
+        }
         if self.buckets.is_empty() {
             return Err("spec.buckets: at least one bucket name or glob is required".into());
         }
@@ -434,6 +481,21 @@ mod tests {
                 match_expressions: None,
             }),
         }
+    }
+
+    #[test]
+    fn session_names_name_the_object_within_what_sts_allows() {
+        assert_eq!(session_name("team-a", "web"), "bucketcors.team-a.web");
+        let long = session_name("a-namespace-with-a-long-name", &"x".repeat(60));
+        assert_eq!(long.len(), 64, "{long}");
+        assert!(
+            long.starts_with("bucketcors.a-namespace-with-a-long-name.xxx"),
+            "{long}"
+        );
+        assert_ne!(
+            long,
+            session_name("a-namespace-with-a-long-name", &"x".repeat(61))
+        );
     }
 
     #[test]

@@ -10,9 +10,9 @@ use super::reconcile::{Error, Halt};
 use super::{Context, CorsStore};
 use crate::api::{BucketCors, PutChecksum, SecretRef};
 use crate::reason::Reason;
-use crate::s3::{BucketTarget, Checksum, Credentials};
+use crate::s3::{BucketTarget, Checksum, Credentials, RoleSession};
 use crate::status::Outcome;
-use crate::tenancy::{ClusterBucketStore, Denial};
+use crate::tenancy::{ClusterBucketStore, Denial, session_name};
 
 pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
@@ -109,6 +109,22 @@ pub async fn resolve<S: CorsStore>(
     };
     if let Some((namespace, secret_ref)) = secret {
         target.credentials = Some(read_secret(ctx, namespace, secret_ref).await?);
+    }
+    if let Access::Store(store) = access
+        && let Some(role) = store
+            .spec
+            .credentials
+            .as_ref()
+            .and_then(|c| c.assume_role.as_ref())
+    {
+        target.assume_role = Some(RoleSession {
+            role_arn: role.role_arn.clone(),
+            external_id: role.external_id.clone(),
+            session_name: session_name(
+                obj.metadata.namespace.as_deref().unwrap_or("default"),
+                obj.metadata.name.as_deref().unwrap_or_default(),
+            ),
+        });
     }
     Ok(target)
 }

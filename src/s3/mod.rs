@@ -33,6 +33,14 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// An IAM role and the session to assume it as.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RoleSession {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
+}
+
 /// One bucket on one store, with everything needed to reach it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BucketTarget {
@@ -46,6 +54,8 @@ pub struct BucketTarget {
     pub expected_bucket_owner: Option<String>,
     /// The store's ambient credentials (the AWS default chain) when absent.
     pub credentials: Option<Credentials>,
+    /// A role to assume with the ambient credentials instead (when `credentials` is absent).
+    pub assume_role: Option<RoleSession>,
     /// The integrity check sent with PutBucketCors.
     pub checksum: Checksum,
     /// Every connection passes the store's endpoint policy (the object named its own
@@ -72,6 +82,7 @@ impl BucketTarget {
             force_path_style: false,
             expected_bucket_owner: None,
             credentials: None,
+            assume_role: None,
             checksum: Checksum::default(),
             guarded: false,
         }

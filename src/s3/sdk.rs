@@ -17,7 +17,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use super::guard;
-use super::{BucketTarget, Checksum, CorsStore, Credentials, Operation, S3Error};
+use super::{BucketTarget, Checksum, CorsStore, Credentials, Operation, RoleSession, S3Error};
 use crate::cors::CorsRule;
 use crate::tenancy::EndpointPolicy;
 
@@ -34,6 +34,7 @@ struct ClientKey {
     region: String,
     force_path_style: bool,
     credentials: Option<Credentials>,
+    assume_role: Option<RoleSession>,
 }
 
 /// S3 through the AWS SDK. One SDK client per (endpoint, region, addressing style,
@@ -45,6 +46,8 @@ pub struct SdkStore {
     // The HTTP clients: both cap answers; the guarded one's DNS answers pass the policy.
     plain_http: SharedHttpClient,
     guarded_http: SharedHttpClient,
+    // Assumes roles with the ambient credentials.
+    sts: aws_sdk_sts::Client,
 }
 
 impl SdkStore {
@@ -76,6 +79,7 @@ impl SdkStore {
         policy: EndpointPolicy,
     ) -> Self {
         SdkStore {
+            sts: aws_sdk_sts::Client::new(&shared),
             shared,
             default_region,
             clients: Mutex::new(HashMap::new()),
@@ -103,6 +107,7 @@ impl SdkStore {
             endpoint: target.endpoint.clone(),
             region,
             credentials: target.credentials.clone(),
+            assume_role: target.assume_role.clone(),
         };
         let mut clients = self.clients.lock().expect("client cache poisoned");
         if let Some(client) = clients.get(&key) {
@@ -137,8 +142,59 @@ impl SdkStore {
                 "BucketCorsSecret",
             );
             config = config.credentials_provider(SharedCredentialsProvider::new(credentials));
+        } else if let Some(role) = &key.assume_role {
+            config = config.credentials_provider(SharedCredentialsProvider::new(AssumedRole {
+                sts: self.sts.clone(),
+                role: role.clone(),
+            }));
         }
         Client::from_conf(config.build())
+    }
+}
+
+/// Credentials of a role assumed with the ambient ones; the client's identity cache keeps them
+/// until they expire.
+#[derive(Debug)]
+struct AssumedRole {
+    sts: aws_sdk_sts::Client,
+    role: RoleSession,
+}
+
+impl aws_credential_types::provider::ProvideCredentials for AssumedRole {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        use aws_credential_types::provider::error::CredentialsError;
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let answer = self
+                .sts
+                .assume_role()
+                .role_arn(&self.role.role_arn)
+                .set_external_id(self.role.external_id.clone())
+                .role_session_name(&self.role.session_name)
+                .send()
+                .await
+                .map_err(|err| {
+                    CredentialsError::provider_error(format!(
+                        "AssumeRole {} failed: {}",
+                        self.role.role_arn,
+                        causes(&err)
+                    ))
+                })?;
+            let c = answer.credentials().ok_or_else(|| {
+                CredentialsError::provider_error("AssumeRole answered without credentials")
+            })?;
+            Ok(aws_credential_types::Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_owned()),
+                std::time::SystemTime::try_from(*c.expiration()).ok(),
+                "BucketCorsAssumeRole",
+            ))
+        })
     }
 }
 

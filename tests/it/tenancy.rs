@@ -466,3 +466,64 @@ async fn a_namespace_whose_store_hangs_leaves_the_others_their_share() {
     );
     tarpit.set(Fault::Pass);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_with_a_role_assumes_it_with_a_session_named_after_the_object() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("role").await;
+    let mut op = OperatorProcess::start(
+        &h.cluster.kubeconfig,
+        &["--namespace", &h.namespace, "--resync-interval", "300s"],
+        &[
+            ("BUCKETCORS_SINGLE_TENANT", "false"),
+            ("AWS_ENDPOINT_URL_STS", &moto.endpoint()),
+        ],
+        std::env::temp_dir().join(format!("{}-role.log", unique_name("op"))),
+    );
+    let stores: Api<ClusterBucketStore> = Api::all(h.client.clone());
+    let role = "arn:aws:iam::123456789012:role/team-cors";
+    let store: ClusterBucketStore = serde_json::from_value(serde_json::json!({
+        "apiVersion": "bucketcors.dev/v1alpha1",
+        "kind": "ClusterBucketStore",
+        "metadata": {"name": unique_name("role-store")},
+        "spec": {
+            "endpoint": moto.endpoint(),
+            "credentials": {"assumeRole": {"roleArn": role}},
+            "conditions": [{"namespaces": [h.namespace]}],
+            "buckets": [bucket],
+        },
+    }))
+    .unwrap();
+    let store = stores.create(&PostParams::default(), &store).await.unwrap();
+    let guard = StoreGuard {
+        api: stores.clone(),
+        name: store.metadata.name.clone().unwrap(),
+    };
+    h.create(
+        "web",
+        through(&guard, &bucket, rules("https://a.example.com")),
+    )
+    .await;
+    h.wait_reason("web", "Applied").await;
+
+    let session = format!("bucketcors.{}.web", h.namespace);
+    let requests = moto.requests();
+    let assumed = requests.iter().find(|r| {
+        let body = String::from_utf8_lossy(&r.body().unwrap_or_default()).into_owned();
+        body.contains("Action=AssumeRole") && body.contains(&format!("RoleSessionName={session}"))
+    });
+    assert!(assumed.is_some(), "no AssumeRole with session {session}");
+    assert_eq!(access_key(assumed.unwrap()).as_deref(), Some("ambient"));
+    let put = moto
+        .cors_calls(&bucket)
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .expect("the rules were written");
+    let key = access_key(&put).unwrap_or_default();
+    assert!(
+        key != "ambient" && put.header("x-amz-security-token").is_some(),
+        "the write used the role's session credentials, not the operator's: {key}"
+    );
+    op.terminate();
+}
