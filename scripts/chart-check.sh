@@ -540,6 +540,13 @@ def _():
     tsc = pod_spec(A)["topologySpreadConstraints"]
     assert tsc[0]["labelSelector"] == {"matchLabels": one(A, "Deployment")["spec"]["selector"]["matchLabels"]}
 
+@check("tenancy.tenantSecrets=false: no Secret access cluster-wide; store Secrets only in the release namespace")
+def _():
+    ds = docs("no-tenant-secrets")
+    same_rules(one(ds, "ClusterRole", full), OPERATOR_RULES - expand([("", ["secrets"], ["get"])]))
+    same_rules(one(ds, "Role", f"{full}-store-secrets", release_ns), STORE_SECRET_RULES)
+    binds_sa(one(ds, "RoleBinding", f"{full}-store-secrets", release_ns), "Role", f"{full}-store-secrets")
+
 # --- every render --------------------------------------------------------------------
 
 RENDERS = {"default": D, "all-on": A, "leader-cluster": LE}
@@ -619,12 +626,14 @@ cmd_check() {
   check "helm template (leader election, cluster-wide)" helm_template "$WORK/leader-cluster.yaml" \
     --set leaderElection.enabled=true --set replicas=2
   check "helm template (crds.keep=false)" helm_template "$WORK/crds-no-keep.yaml" --set crds.keep=false
+  check "helm template (tenancy.tenantSecrets=false)" helm_template "$WORK/no-tenant-secrets.yaml" \
+    --set tenancy.tenantSecrets=false
   check "helm template (crds.install=false)" helm_template "$WORK/crds-off.yaml" --set crds.install=false
   check "helm template (networkPolicy with empty CIDR lists)" helm_template "$WORK/no-cidrs.yaml" \
     --set networkPolicy.enabled=true --set networkPolicy.egress.dns=false \
     --set-json 'networkPolicy.egress.s3CIDRs=[]' --set-json 'networkPolicy.egress.apiServer.cidrs=[]'
   local r
-  for r in default all-on leader-cluster crds-no-keep crds-off no-cidrs; do
+  for r in default all-on leader-cluster crds-no-keep crds-off no-cidrs no-tenant-secrets; do
     [[ -s $WORK/$r.yaml ]] || renders_ok=false
   done
 

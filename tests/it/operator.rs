@@ -221,12 +221,19 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_dies() {
 /// are named after the namespace, so that the cluster-wide ones of tests running at the same
 /// time do not overwrite each other.
 fn render_chart(namespace: &str, out: &Path) -> Vec<Value> {
-    let values = out.with_extension("values.yaml");
-    std::fs::write(
-        &values,
-        format!("fullnameOverride: bc-{namespace}\nwatchNamespaces: [{namespace}]\nleaderElection:\n  enabled: true\ncrds:\n  install: false\n"),
+    render_chart_with(
+        namespace,
+        out,
+        &format!(
+            "fullnameOverride: bc-{namespace}\nwatchNamespaces: [{namespace}]\nleaderElection:\n  enabled: true\ncrds:\n  install: false\n"
+        ),
     )
-    .unwrap();
+}
+
+/// Renders the chart with `values` for a release in `namespace`.
+fn render_chart_with(namespace: &str, out: &Path, values_yaml: &str) -> Vec<Value> {
+    let values = out.with_extension("values.yaml");
+    std::fs::write(&values, values_yaml).unwrap();
     let status = std::process::Command::new(repo_root().join("scripts/chart-check.sh"))
         .args([
             "render",
@@ -406,6 +413,115 @@ async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
             can(verb, resource, namespace).1,
             "no",
             "{who} may {verb} {resource} in {namespace}"
+        );
+    }
+}
+
+/// `kubectl auth can-i` as `who`: the first line of the answer. An empty namespace asks about
+/// a cluster-scoped resource.
+fn can_i(h: &Harness, who: &str, verb: &str, resource: &str, namespace: &str) -> String {
+    let mut args = vec!["auth", "can-i", "--as", who, verb, resource];
+    if !namespace.is_empty() {
+        args.extend(["-n", namespace]);
+    }
+    let (_, output) = h.cluster.kubectl_with_input(&args, "");
+    output.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_all_namespaces_install_the_operator_reads_secrets_only_as_its_values_say() {
+    let h = Harness::without_controller().await;
+    let dir = std::env::temp_dir().join(unique_name("rbac-all"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (suffix, tenant_secrets) in [("stores", false), ("secrets", true)] {
+        let docs = render_chart_with(
+            &h.namespace,
+            &dir.join(format!("{suffix}.yaml")),
+            &format!(
+                "fullnameOverride: bc-{}-{suffix}\ntenancy:\n  tenantSecrets: {tenant_secrets}\ncrds:\n  install: false\n",
+                h.namespace
+            ),
+        );
+        let access: Vec<&Value> = docs
+            .iter()
+            .filter(|d| {
+                [
+                    "ServiceAccount",
+                    "Role",
+                    "RoleBinding",
+                    "ClusterRole",
+                    "ClusterRoleBinding",
+                ]
+                .contains(&d["kind"].as_str().unwrap_or(""))
+            })
+            .collect();
+        let manifest =
+            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": access}).to_string();
+        let (ok, output) = h
+            .cluster
+            .kubectl_with_input(&["apply", "-f", "-"], &manifest);
+        assert!(ok, "{output}");
+        let who = format!(
+            "system:serviceaccount:{}:bc-{}-{suffix}",
+            h.namespace, h.namespace
+        );
+        let everywhere = if tenant_secrets { "yes" } else { "no" };
+        for (verb, resource, namespace, expected) in [
+            ("get", "secrets", h.namespace.as_str(), "yes"),
+            ("get", "secrets", "default", everywhere),
+            ("get", "secrets", "kube-system", everywhere),
+            ("list", "secrets", h.namespace.as_str(), "no"),
+            ("watch", "bucketcors.bucketcors.dev", "default", "yes"),
+            ("watch", "clusterbucketstores.bucketcors.dev", "", "yes"),
+            ("create", "clusterbucketstores.bucketcors.dev", "", "no"),
+        ] {
+            assert_eq!(
+                can_i(&h, &who, verb, resource, namespace),
+                expected,
+                "tenantSecrets={tenant_secrets}: {verb} {resource} in {namespace:?}"
+            );
+        }
+    }
+
+    // A team that may do anything at all in its namespace cannot make or change a store: a
+    // store is cluster-scoped, beyond what a namespace's roles reach.
+    let tenant = format!("tenant-{}", h.namespace);
+    let binding = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "team-everything", "namespace": h.namespace},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "team-everything", "namespace": h.namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "team-everything"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": tenant}],
+        },
+    ]})
+    .to_string();
+    let (ok, output) = h
+        .cluster
+        .kubectl_with_input(&["apply", "-f", "-"], &binding);
+    assert!(ok, "{output}");
+    assert_eq!(can_i(&h, &tenant, "create", "secrets", &h.namespace), "yes");
+    assert_eq!(
+        can_i(
+            &h,
+            &tenant,
+            "create",
+            "bucketcors.bucketcors.dev",
+            &h.namespace
+        ),
+        "yes"
+    );
+    for verb in ["create", "update", "patch", "delete"] {
+        assert_eq!(
+            can_i(&h, &tenant, verb, "clusterbucketstores.bucketcors.dev", ""),
+            "no",
+            "a tenant may {verb} stores"
         );
     }
 }
