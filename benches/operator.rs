@@ -1146,9 +1146,6 @@ impl ControlPlane {
     /// Creates the CRD, as it is, on the control plane's CRD server (which serves
     /// bucketcors.dev behind the core API server), and waits until the core serves it.
     async fn install_crd(&self, client: &kube::Client) -> anyhow::Result<()> {
-        let yaml = std::fs::read_to_string(repo_root().join("crds/bucketcors.yaml"))?;
-        let crd: CustomResourceDefinition =
-            serde_saphyr::from_str(&yaml).context("the CRD parses")?;
         let env = std::fs::read_to_string(self.dir.join("env"))?;
         let crd_kubeconfig = env
             .lines()
@@ -1158,16 +1155,22 @@ impl ControlPlane {
         let config =
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         let api: Api<CustomResourceDefinition> = Api::all(kube::Client::try_from(config)?);
-        api.create(&PostParams::default(), &crd).await?;
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        let established = kube::runtime::wait::await_condition(
-            api,
-            &name,
-            kube::runtime::wait::conditions::is_crd_established(),
-        );
-        tokio::time::timeout(Duration::from_secs(60), established)
-            .await
-            .context("the CRD is not established in time")??;
+        // Both CRDs, as an install has them: the operator watches the stores too.
+        for file in ["crds/bucketcors.yaml", "crds/clusterbucketstore.yaml"] {
+            let yaml = std::fs::read_to_string(repo_root().join(file))?;
+            let crd: CustomResourceDefinition =
+                serde_saphyr::from_str(&yaml).context("the CRD parses")?;
+            api.create(&PostParams::default(), &crd).await?;
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let established = kube::runtime::wait::await_condition(
+                api.clone(),
+                &name,
+                kube::runtime::wait::conditions::is_crd_established(),
+            );
+            tokio::time::timeout(Duration::from_secs(60), established)
+                .await
+                .context("the CRD is not established in time")??;
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match client

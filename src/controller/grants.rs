@@ -118,7 +118,7 @@ pub async fn watch_stores<S: CorsStore>(
             }
             Err(err) => {
                 if first && refused(&err) {
-                    tracing::error!(error = %err, "the API server refuses to list ClusterBucketStores; objects that name a store are NotPermitted until it allows it");
+                    tracing::error!(error = %err, "the API server refuses to list ClusterBucketStores (forbidden, or the CRD is not installed); objects that name a store are NotPermitted until it allows it");
                     ctx.metrics.watch_refused.inc();
                     first = false;
                     listed();
@@ -206,8 +206,11 @@ pub async fn watch_namespaces<S: CorsStore>(
     }
 }
 
+/// A list the API server will not give: forbidden, or the resource is not installed (the
+/// ClusterBucketStore CRD missing after an upgrade that applied only the BucketCors one).
+/// Nothing is waited for: objects that need what it would have said are NotPermitted.
 fn refused(err: &watcher::Error) -> bool {
-    matches!(err, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 403)
+    matches!(err, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 403 || s.code == 404)
 }
 
 /// Writes a store's Ready condition when it is not what the store's spec deserves.

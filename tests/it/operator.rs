@@ -109,6 +109,12 @@ async fn the_process_serves_health_and_metrics_and_never_logs_secrets() {
         "a clean shutdown on SIGTERM: {logs}"
     );
     assert!(!logs.contains(SECRET_VALUE), "a secret value was logged");
+    // The harness runs it single-tenant; it says so, as a warning, at start.
+    assert!(
+        logs.lines().any(|l| l.contains(r#""level":"WARN""#)
+            && l.contains("single-tenant mode: every object without a store acts with the operator's own AWS identity")),
+        "{logs}"
+    );
 }
 
 async fn holder(h: &Harness, lease: &str) -> Option<String> {
