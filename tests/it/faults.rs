@@ -267,12 +267,13 @@ async fn a_store_that_never_answers_times_out_as_unavailable_then_recovers() {
                 .build(),
         )
         .build();
-    let settings = Settings {
+    let mut settings = Settings {
         namespaces: vec![h.namespace.clone()],
         resync_interval: RESYNC,
         concurrency: 4,
         ..Settings::default()
     };
+    settings.tenancy.single_tenant = true;
     let ctx = Arc::new(Context::new(
         h.client.clone(),
         SdkStore::new(shared, None),

@@ -550,10 +550,11 @@ async fn the_rendered_chart_passes_a_server_side_dry_run() {
         .cluster
         .kubectl_with_input(&["apply", "--dry-run=server", "-f", "-"], &manifest);
     assert!(ok, "{output}");
-    assert!(
-        output.contains("deployment.apps/bucketcors created (server dry run)"),
-        "{output}"
+    let deployment = format!(
+        "deployment.apps/bc-{} created (server dry run)",
+        h.namespace
     );
+    assert!(output.contains(&deployment), "{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,10 +83,10 @@ async fn make_store(h: &Harness, conditions: Vec<StoreCondition>, globs: &[Strin
     StoreGuard { api, name }
 }
 
-fn through(store: &StoreGuard, bucket: &str, rules: Vec<CorsRule>) -> BucketCorsSpec {
+fn through(store: &str, bucket: &str, rules: Vec<CorsRule>) -> BucketCorsSpec {
     serde_json::from_value(serde_json::json!({
         "bucket": bucket,
-        "storeRef": StoreRef { name: store.name.clone() },
+        "storeRef": StoreRef { name: store.to_owned() },
         "rules": rules,
     }))
     .unwrap()
@@ -184,12 +184,12 @@ async fn a_store_grants_its_namespaces_their_buckets_and_a_revoked_grant_never_w
 
     h.create(
         "mine",
-        through(&store, &granted, rules("https://a.example.com")),
+        through(&store.name, &granted, rules("https://a.example.com")),
     )
     .await;
     h.create(
         "theirs",
-        through(&store, &other, rules("https://a.example.com")),
+        through(&store.name, &other, rules("https://a.example.com")),
     )
     .await;
     h.wait_reason("mine", "Applied").await;
@@ -264,7 +264,7 @@ async fn an_ungranted_object_named_first_does_not_stop_the_granted_one() {
     for (name, spec) in [
         (
             "via-store",
-            through(&store, &bucket, rules("https://b.example.com")),
+            through(&store.name, &bucket, rules("https://b.example.com")),
         ),
         ("ambient", h.spec(&bucket, rules("https://b.example.com"))),
         ("own-key", with_junk),
@@ -290,7 +290,7 @@ async fn an_ungranted_object_named_first_does_not_stop_the_granted_one() {
 
     h.create(
         "web",
-        through(&store, &bucket, rules("https://a.example.com")),
+        through(&store.name, &bucket, rules("https://a.example.com")),
     )
     .await;
     h.wait_reason("web", "Applied").await;
@@ -502,7 +502,7 @@ async fn a_store_with_a_role_assumes_it_with_a_session_named_after_the_object() 
     };
     h.create(
         "web",
-        through(&guard, &bucket, rules("https://a.example.com")),
+        through(&guard.name, &bucket, rules("https://a.example.com")),
     )
     .await;
     h.wait_reason("web", "Applied").await;
@@ -526,4 +526,45 @@ async fn a_store_with_a_role_assumes_it_with_a_session_named_after_the_object() 
         "the write used the role's session credentials, not the operator's: {key}"
     );
     op.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_made_after_its_object_grants_it_at_once() {
+    let h = secure(|_| {}).await;
+    let moto = Moto::shared();
+    let tag = unique_name("later");
+    let bucket = format!("{tag}-a-1");
+    new_bucket(&bucket).await;
+    let name = unique_name("store");
+    h.create(
+        "web",
+        through(&name, &bucket, rules("https://a.example.com")),
+    )
+    .await;
+    let denied = h.wait_reason("web", "NotPermitted").await;
+    let message = &denied.ready_condition().unwrap().message;
+    assert!(message.contains("does not exist"), "{message}");
+
+    // The administrator makes it: the object is woken by the store's watch, not by a resync
+    // (five minutes away).
+    let store: ClusterBucketStore = serde_json::from_value(serde_json::json!({
+        "apiVersion": "bucketcors.dev/v1alpha1",
+        "kind": "ClusterBucketStore",
+        "metadata": {"name": name},
+        "spec": {
+            "endpoint": moto.endpoint(),
+            "conditions": [{"namespaces": [h.namespace]}],
+            "buckets": [format!("{tag}-a-*")],
+        },
+    }))
+    .unwrap();
+    let stores: Api<ClusterBucketStore> = Api::all(h.client.clone());
+    stores.create(&PostParams::default(), &store).await.unwrap();
+    let _guard = StoreGuard { api: stores, name };
+    h.wait_reason_within("web", "Applied", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        bucket_cors(&moto.client(), &bucket).await,
+        rules("https://a.example.com")
+    );
 }
