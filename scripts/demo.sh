@@ -53,6 +53,10 @@ up() {
     log "already running; run 'make demo-down' first"
     exit 1
   fi
+  # Every demo starts from an empty cluster: objects an earlier demo (or version) left in its
+  # etcd would be patched by `kubectl apply` rather than created.
+  "$root/scripts/control-plane.sh" down "$dir/control-plane" 2>/dev/null || true
+  rm -rf "$dir/control-plane"
   mkdir -p "$dir"
   trap 'log "failed; logs are in $dir"; down' ERR
 
