@@ -1226,8 +1226,22 @@ impl Operator {
         ];
         all_args.extend(args.iter().map(String::as_str));
         let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path");
+        // A profiler to run the operator under, e.g. `heaptrack -o /tmp/operator`; its figures
+        // then include the profiler's own cost.
+        let wrapper = std::env::var("BUCKETCORS_BENCH_WRAPPER").unwrap_or_default();
+        let mut wrapped: Vec<&str> = wrapper.split_whitespace().collect();
+        let program = match wrapped.first().copied() {
+            Some(first) => {
+                wrapped.remove(0);
+                wrapped.push(binary.to_str().expect("a UTF-8 path"));
+                wrapped.extend(all_args.iter().copied());
+                all_args = wrapped;
+                PathBuf::from(first)
+            }
+            None => binary.to_path_buf(),
+        };
         let process = Tether::spawn(
-            binary,
+            &program,
             &all_args,
             &[
                 ("KUBECONFIG", kubeconfig),

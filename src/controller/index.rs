@@ -47,6 +47,10 @@ impl Slot {
     }
 
     fn insert(&mut self, rank: Rank, object: ObjectRef<BucketCors>) {
+        // A vector's first growth makes room for four; most buckets only ever have one.
+        if self.candidates.is_empty() {
+            self.candidates.reserve_exact(1);
+        }
         let at = self
             .candidates
             .binary_search_by(|(r, _)| r.cmp(&rank))

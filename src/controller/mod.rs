@@ -532,8 +532,11 @@ pub async fn run<S: CorsStore>(
                 // Server-side apply bookkeeping is most of an object's size and never read here.
                 .modify(|obj: &mut BucketCors| {
                     obj.metadata.managed_fields = None;
-                    // kubectl's last-applied-configuration copies the whole spec again.
+                    // kubectl's last-applied-configuration copies the whole spec again; labels
+                    // and owners (Helm's, Argo CD's) are never read either.
                     obj.metadata.annotations = None;
+                    obj.metadata.labels = None;
+                    obj.metadata.owner_references = None;
                 })
                 .reflect(writer)
                 .inspect(move |event| {
