@@ -26,11 +26,12 @@ struct Cli {
 enum Command {
     /// Run the controller (kube config: in-cluster, then KUBECONFIG / ~/.kube/config).
     Run(Box<RunArgs>),
-    /// Print the CustomResourceDefinitions (BucketCors, ClusterBucketStore) as YAML.
+    /// Print a CustomResourceDefinition as YAML.
     Crd {
-        /// Only this one: `bucketcors` or `clusterbucketstore`.
-        #[arg(value_parser = ["bucketcors", "clusterbucketstore"])]
-        only: Option<String>,
+        /// Which one: `bucketcors` (the default, as crds/bucketcors.yaml holds it) or
+        /// `clusterbucketstore` (crds/clusterbucketstore.yaml).
+        #[arg(value_parser = ["bucketcors", "clusterbucketstore"], default_value = "bucketcors")]
+        which: String,
     },
 }
 
@@ -131,11 +132,10 @@ enum PutChecksumArg {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd { only } => {
-            match only.as_deref() {
-                Some("bucketcors") => print!("{}", bucketcors::crd_yaml()),
-                Some(_) => print!("{}", bucketcors::store_crd_yaml()),
-                None => print!("{}{}", bucketcors::crd_yaml(), bucketcors::store_crd_yaml()),
+        Command::Crd { which } => {
+            match which.as_str() {
+                "clusterbucketstore" => print!("{}", bucketcors::store_crd_yaml()),
+                _ => print!("{}", bucketcors::crd_yaml()),
             }
             Ok(())
         }
