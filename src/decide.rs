@@ -85,14 +85,24 @@ impl Decision {
 /// Why a pass stops before reading the bucket: the spec breaks an S3 rule, or another object
 /// holds the bucket. No S3 call is made for either.
 pub fn precheck(spec: &BucketCorsSpec, ownership: &Ownership) -> Result<(), Outcome> {
-    if let Err(errors) = admission::validate(spec) {
+    valid(spec)?;
+    unheld(spec, ownership)
+}
+
+/// InvalidSpec when the spec breaks an S3 rule.
+pub fn valid(spec: &BucketCorsSpec) -> Result<(), Outcome> {
+    admission::validate(spec).map_err(|errors| {
         let message = errors
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(Outcome::new(Reason::InvalidSpec, message));
-    }
+        Outcome::new(Reason::InvalidSpec, message)
+    })
+}
+
+/// Conflict when a `Full` object waits behind another holder of its bucket.
+pub fn unheld(spec: &BucketCorsSpec, ownership: &Ownership) -> Result<(), Outcome> {
     if let (ManagementPolicy::Full, Ownership::Waits { bucket, holder }) =
         (spec.management_policy, ownership)
     {

@@ -146,8 +146,8 @@ async fn converge<S: CorsStore>(
     ctx.synced.wait().await;
     // A valid spec first, then a grant: a denied object makes no S3 call and competes for no
     // bucket.
-    let access = decide::precheck(spec, &Ownership::Holds)
-        .and_then(|()| ctx.access(obj).map_err(|denial| denial.outcome()));
+    let access =
+        decide::valid(spec).and_then(|()| ctx.access(obj).map_err(|denial| denial.outcome()));
     let access = match access {
         Ok(access) => access,
         Err(outcome) => return Ok(Pass::stopped(outcome, known.clone())),
@@ -157,7 +157,7 @@ async fn converge<S: CorsStore>(
     } else {
         Ownership::Holds
     };
-    if let Err(outcome) = decide::precheck(spec, &ownership) {
+    if let Err(outcome) = decide::unheld(spec, &ownership) {
         return Ok(Pass::stopped(outcome, known.clone()));
     }
     let target = match target::resolve(obj, ctx, &access).await {
