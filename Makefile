@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help test lint crd build clean demo demo-down tools chart-check bench cold-check
+.PHONY: help test lint crd build clean demo demo-down tools chart-check argocd-check bench cold-check
 
 # Tools the tests and the demo install (kubectl, aws, moto, helm) are linked here.
 export PATH := $(or $(BUCKETCORS_CACHE),$(HOME)/.cache/bucketcors)/bin:$(PATH)
@@ -28,7 +28,7 @@ tools: ## Install what the tests call: kubectl, aws, moto, kube-apiserver, etcd,
 	scripts/garage.sh build >/dev/null
 	scripts/browser.sh install >/dev/null
 
-test: lint tools chart-check ## Lint, chart checks, then every test against real servers (installs what they need)
+test: lint tools chart-check argocd-check ## Lint, chart and Argo CD health checks, then every test against real servers (installs what they need)
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) BUCKETCORS_REQUIRE_GARAGE=1 && \
 	  $(CARGO) test --locked --no-fail-fast
 	scripts/compat-table.py
@@ -42,6 +42,9 @@ bench: ## Benchmarks against real servers, writes BENCHMARKS.md (BENCH_ARGS=--la
 
 chart-check: ## Lint, render and validate the Helm chart (pinned helm and kubernetes-validate)
 	scripts/chart-check.sh
+
+argocd-check: ## Argo CD health checks (argocd/) against their test data, under Lua 5.1
+	scripts/argocd-health.sh
 
 lint: ## cargo fmt --check, clippy with warnings as errors, shellcheck on the scripts
 	$(CARGO) fmt --check

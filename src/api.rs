@@ -169,7 +169,10 @@ pub struct BucketCorsStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_configuration: Option<PreviousConfiguration>,
 
-    /// Current state. `Ready` is True when the bucket matches the spec.
+    /// Current state. `Ready` is True when the bucket matches the spec. Beside it, kstatus's
+    /// `Reconciling` is True while a cause that may go away by itself is retried, and `Stalled`
+    /// is True while the object waits for a change someone must make; neither is there
+    /// otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -248,7 +251,7 @@ impl PreviousConfiguration {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// Type of the condition; `Ready`.
+    /// Type of the condition: `Ready`, `Reconciling` or `Stalled`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.

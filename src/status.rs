@@ -50,10 +50,63 @@ pub fn bounded(text: &str, max_bytes: usize) -> String {
 }
 
 pub const READY: &str = "Ready";
+/// kstatus's "abnormal-true" condition: the last pass failed for a cause that may go away by
+/// itself, and the object is retried. kstatus (Flux, `kubectl wait`-style tools) reads it as
+/// InProgress.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus's "abnormal-true" condition: the outcome cannot change until someone changes
+/// something (the spec, a grant, the bucket's other holder, the store). kstatus reads it as
+/// Failed, so a Flux Kustomization that waits for the object fails at once.
+pub const STALLED: &str = "Stalled";
 
-/// The status after `outcome`, given the `previous` one. `lastTransitionTime` is kept while the
-/// Ready status stays the same, and `lastSyncTime` moves only when the pass wrote to the bucket
+/// What kstatus should conclude for an object whose latest outcome is `reason`, through the
+/// conditions [`next_status`] sets beside Ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing left to do (Ready, or ObserveOnly reporting what it found): no extra condition.
+    Done,
+    /// Retried until the cause goes away: `Reconciling=True`.
+    Retrying,
+    /// Waits for a change made by someone: `Stalled=True`.
+    Stalled,
+}
+
+impl Progress {
+    pub fn of(reason: Reason) -> Progress {
+        match reason {
+            // ObserveOnly did what it was asked: it looked and reported. The difference stays
+            // in Ready (False, Drifted) for whoever wants to act on it.
+            Reason::InSync | Reason::Applied | Reason::Drifted => Progress::Done,
+            Reason::Unavailable
+            | Reason::BucketNotFound
+            | Reason::CredentialsNotFound
+            | Reason::AccessDenied => Progress::Retrying,
+            Reason::InvalidSpec
+            | Reason::Conflict
+            | Reason::Unsupported
+            | Reason::Rejected
+            | Reason::NotPersisted
+            | Reason::NotPermitted
+            | Reason::EndpointNotAllowed => Progress::Stalled,
+        }
+    }
+
+    fn condition(self) -> Option<&'static str> {
+        match self {
+            Progress::Done => None,
+            Progress::Retrying => Some(RECONCILING),
+            Progress::Stalled => Some(STALLED),
+        }
+    }
+}
+
+/// The status after `outcome`, given the `previous` one. `lastTransitionTime` is kept while a
+/// condition keeps its status, and `lastSyncTime` moves only when the pass wrote to the bucket
 /// or something else in the status changed, so an unchanged object needs no status write.
+///
+/// Beside Ready, at most one of `Reconciling` and `Stalled` is present, True, with the reason
+/// and message of Ready (see [`Progress`]); the other is removed, as the kstatus convention
+/// reads an absent abnormal-true condition as False.
 pub fn next_status(
     previous: Option<&BucketCorsStatus>,
     outcome: &Outcome,
@@ -65,29 +118,35 @@ pub fn next_status(
     } else {
         "False"
     };
-    let previous_ready = previous.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
-    let last_transition_time = match previous_ready {
-        Some(c) if c.status == ready_status => c.last_transition_time.clone(),
-        _ => now.to_owned(),
+    let condition = |type_: &str, status: &str| {
+        let previous = previous.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+        let last_transition_time = match previous {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => now.to_owned(),
+        };
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: outcome.reason.as_str().to_owned(),
+            message: outcome.message.clone(),
+            last_transition_time,
+            observed_generation: generation,
+        }
     };
-    let ready = Condition {
-        type_: READY.to_owned(),
-        status: ready_status.to_owned(),
-        reason: outcome.reason.as_str().to_owned(),
-        message: outcome.message.clone(),
-        last_transition_time,
-        observed_generation: generation,
-    };
-    let mut conditions: Vec<Condition> = previous
-        .map(|s| {
-            s.conditions
-                .iter()
-                .filter(|c| c.type_ != READY)
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    conditions.insert(0, ready);
+    let ours = [READY, RECONCILING, STALLED];
+    let mut conditions = vec![condition(READY, ready_status)];
+    conditions.extend(
+        Progress::of(outcome.reason)
+            .condition()
+            .map(|type_| condition(type_, "True")),
+    );
+    // Conditions someone else set are kept, after ours.
+    conditions.extend(previous.into_iter().flat_map(|s| {
+        s.conditions
+            .iter()
+            .filter(|c| !ours.contains(&c.type_.as_str()))
+            .cloned()
+    }));
 
     let rule_count = outcome
         .rule_count
@@ -239,5 +298,135 @@ mod tests {
         );
         assert_eq!(next.conditions.len(), 2);
         assert_eq!(next.conditions[1].type_, "Other");
+    }
+
+    /// kstatus's verdict on a custom resource, rule for rule as sigs.k8s.io/cli-utils
+    /// `pkg/kstatus/status` computes it (`Compute`: `checkGenericProperties`, then "Resource is
+    /// current" for a kind without built-in rules): deletion first, then a generation not yet
+    /// observed, then the first condition `Reconciling=True` or `Stalled=True` in list order.
+    fn kstatus(obj: &serde_json::Value) -> &'static str {
+        if obj["metadata"]["deletionTimestamp"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+        {
+            return "Terminating";
+        }
+        if let (Some(generation), Some(observed)) = (
+            obj["metadata"]["generation"].as_i64(),
+            obj["status"]["observedGeneration"].as_i64(),
+        ) && generation != observed
+        {
+            return "InProgress";
+        }
+        for c in obj["status"]["conditions"].as_array().into_iter().flatten() {
+            match (c["type"].as_str(), c["status"].as_str()) {
+                (Some("Reconciling"), Some("True")) => return "InProgress",
+                (Some("Stalled"), Some("True")) => return "Failed",
+                _ => {}
+            }
+        }
+        "Current"
+    }
+
+    fn object(generation: i64, status: &BucketCorsStatus) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "bucketcors.dev/v1alpha1",
+            "kind": "BucketCors",
+            "metadata": {"name": "site", "namespace": "web", "generation": generation},
+            "status": status,
+        })
+    }
+
+    #[test]
+    fn kstatus_reads_every_outcome_as_the_table_says() {
+        // What a Flux Kustomization with `wait: true` (kstatus) concludes for each reason.
+        let table = [
+            (Reason::InSync, "Current"),
+            (Reason::Applied, "Current"),
+            (Reason::Drifted, "Current"),
+            (Reason::Unavailable, "InProgress"),
+            (Reason::BucketNotFound, "InProgress"),
+            (Reason::CredentialsNotFound, "InProgress"),
+            (Reason::AccessDenied, "InProgress"),
+            (Reason::InvalidSpec, "Failed"),
+            (Reason::Conflict, "Failed"),
+            (Reason::Unsupported, "Failed"),
+            (Reason::Rejected, "Failed"),
+            (Reason::NotPersisted, "Failed"),
+            (Reason::NotPermitted, "Failed"),
+            (Reason::EndpointNotAllowed, "Failed"),
+        ];
+        assert_eq!(
+            table.len(),
+            Reason::ALL.len(),
+            "every reason is in the table"
+        );
+        for (reason, expected) in table {
+            let status = next_status(None, &Outcome::new(reason, "why"), Some(3), T1);
+            assert_eq!(kstatus(&object(3, &status)), expected, "{reason}");
+            // A spec edit the operator has not seen yet is in progress, whatever came before.
+            assert_eq!(kstatus(&object(4, &status)), "InProgress", "{reason}");
+            // The extra condition carries Ready's reason and message.
+            for c in &status.conditions[1..] {
+                assert_eq!(
+                    (c.status.as_str(), c.reason.as_str()),
+                    ("True", reason.as_str())
+                );
+                assert_eq!(
+                    (c.message.as_str(), c.observed_generation),
+                    ("why", Some(3))
+                );
+            }
+        }
+        let mut deleted = object(
+            3,
+            &next_status(None, &Outcome::new(Reason::InSync, "ok"), Some(3), T1),
+        );
+        deleted["metadata"]["deletionTimestamp"] = "2026-11-21T10:00:00Z".into();
+        assert_eq!(kstatus(&deleted), "Terminating");
+    }
+
+    #[test]
+    fn stalled_and_reconciling_go_once_the_cause_does() {
+        let stalled = next_status(None, &Outcome::new(Reason::InvalidSpec, "bad"), Some(1), T1);
+        let types: Vec<_> = stalled
+            .conditions
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(types, [READY, STALLED]);
+        let retrying = next_status(
+            Some(&stalled),
+            &Outcome::new(Reason::Unavailable, "down"),
+            Some(2),
+            T2,
+        );
+        let types: Vec<_> = retrying
+            .conditions
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(types, [READY, RECONCILING]);
+        // Ready stayed False: its transition time stays; Reconciling is new.
+        assert_eq!(retrying.conditions[0].last_transition_time, T1);
+        assert_eq!(retrying.conditions[1].last_transition_time, T2);
+        let fixed = next_status(
+            Some(&retrying),
+            &Outcome::new(Reason::Applied, "put"),
+            Some(2),
+            T2,
+        );
+        let types: Vec<_> = fixed.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [READY]);
+        assert_eq!(kstatus(&object(2, &fixed)), "Current");
+    }
+
+    #[test]
+    fn a_repeated_failure_changes_nothing_so_nothing_is_written() {
+        for reason in [Reason::Unavailable, Reason::Rejected] {
+            let first = next_status(None, &Outcome::new(reason, "same"), Some(1), T1);
+            let again = next_status(Some(&first), &Outcome::new(reason, "same"), Some(1), T2);
+            assert_eq!(first, again, "{reason}");
+        }
     }
 }

@@ -224,26 +224,36 @@ async fn write_status(api: &Api<ClusterBucketStore>, store: &ClusterBucketStore)
         Err(problem) => ("False", "InvalidSpec", problem),
     };
     let generation = store.metadata.generation;
+    // A store whose spec cannot be used stays so until an administrator edits it: Stalled,
+    // for kstatus (Flux), beside Ready.
+    let wanted: Vec<(&str, &str)> = match status {
+        "True" => vec![(READY, "True")],
+        _ => vec![(READY, "False"), (crate::status::STALLED, "True")],
+    };
     let current = store.status.as_ref().is_some_and(|s| {
         s.observed_generation == generation
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == READY && c.status == status && c.message == message)
+            && s.conditions.len() == wanted.len()
+            && s.conditions.iter().zip(&wanted).all(|(c, (type_, st))| {
+                c.type_ == *type_ && c.status == *st && c.reason == reason && c.message == message
+            })
     });
     if current {
         return;
     }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let next = ClusterBucketStoreStatus {
         observed_generation: generation,
-        conditions: vec![crate::api::Condition {
-            type_: READY.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            last_transition_time: chrono::Utc::now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            observed_generation: generation,
-        }],
+        conditions: wanted
+            .into_iter()
+            .map(|(type_, status)| crate::api::Condition {
+                type_: type_.to_owned(),
+                status: status.to_owned(),
+                reason: reason.to_owned(),
+                message: message.clone(),
+                last_transition_time: now.clone(),
+                observed_generation: generation,
+            })
+            .collect(),
     };
     let patch = json!({
         "apiVersion": ClusterBucketStore::api_version(&()),

@@ -21,6 +21,10 @@ pub enum Failure {
     SlowDown,
     /// `500 InternalError`.
     InternalError,
+    /// `501 NotImplemented`, as stores without the bucket CORS operations answer.
+    NotImplemented,
+    /// `403 AccessDenied`.
+    AccessDenied,
     /// `404 NoSuchCORSConfiguration`, as stores that answer a delete of a configuration that
     /// is not there do.
     NoSuchCorsConfiguration,
@@ -288,6 +292,12 @@ async fn answer(client: &mut BufReader<TcpStream>, request: Request, shared: &Sh
             "InternalError",
             "We encountered an internal error. Please try again.",
         ),
+        Some(Failure::NotImplemented) => s3_error(
+            "501 Not Implemented",
+            "NotImplemented",
+            "A header you provided implies functionality that is not implemented.",
+        ),
+        Some(Failure::AccessDenied) => s3_error("403 Forbidden", "AccessDenied", "Access Denied"),
         Some(Failure::NoSuchCorsConfiguration) => s3_error(
             "404 Not Found",
             "NoSuchCORSConfiguration",
