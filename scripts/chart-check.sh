@@ -632,7 +632,7 @@ def _():
 
 @check("prometheusRule.enabled=auto: a PrometheusRule only where monitoring.coreos.com/v1 is served")
 def _():
-    assert "PrometheusRule" not in kinds(docs("rule-auto-absent"))
+    assert "PrometheusRule" not in kinds(docs("rule-auto-absent")), "rendered without the API"
     one(docs("rule-auto-present"), "PrometheusRule")
 
 @check("PrometheusRule: the six alerts with the default thresholds, on the ServiceMonitor's job")
@@ -677,7 +677,8 @@ def _():
 def _():
     for ds in (M, A):
         cm = one(ds, "ConfigMap", f"{full}-dashboard")
-        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        labels = cm["metadata"]["labels"]
+        assert labels.get("grafana_dashboard") == "1", f"labels {labels}"
         assert cm["metadata"]["namespace"] == release_ns
         assert list(cm["data"]) == ["bucketcors.json"]
         assert json.loads(cm["data"]["bucketcors.json"]) == json.loads(DASHBOARD)
