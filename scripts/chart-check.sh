@@ -668,10 +668,11 @@ def _():
     assert rules["BucketCorsNotReady"]["for"] == "30m"
     assert rules["BucketCorsDriftCorrectedRepeatedly"]["expr"].endswith("> 10")
 
-@check("prometheusRule.selector replaces the job matcher in every alert")
+@check("prometheusRule.selector replaces the job matcher in every alert; ruleLabels.severity their severity")
 def _():
     for name, r in rules_of(docs("rule-selector")).items():
         assert 'namespace="ops", service="bc"' in r["expr"] and "job=" not in r["expr"], f"{name}: {r['expr']}"
+        assert r["labels"] == {"severity": "page"}, f"{name}: {r['labels']}"
 
 @check("dashboard: a ConfigMap labelled grafana_dashboard: \"1\" holding files/dashboard.json")
 def _():
@@ -885,9 +886,9 @@ cmd_check() {
   check "helm template (prometheusRule.enabled=auto, monitoring.coreos.com/v1 served)" \
     helm_template "$WORK/rule-auto-present.yaml" --set metrics.prometheusRule.enabled=auto \
     --api-versions monitoring.coreos.com/v1
-  printf '%s\n' 'metrics: {prometheusRule: {enabled: true, selector: '"'"'namespace="ops", service="bc"'"'"'}}' \
-    >"$WORK/selector-values.yaml"
-  check "helm template (prometheusRule.selector set)" helm_template "$WORK/rule-selector.yaml" \
+  printf '%s\n' 'metrics: {prometheusRule: {enabled: true, selector: '"'"'namespace="ops", service="bc"'"'"',' \
+    '  ruleLabels: {severity: page}}}' >"$WORK/selector-values.yaml"
+  check "helm template (prometheusRule.selector and ruleLabels.severity set)" helm_template "$WORK/rule-selector.yaml" \
     -f "$WORK/selector-values.yaml"
   local r
   for r in default all-on leader-cluster crds-no-keep crds-off no-cidrs no-tenant-secrets monitoring \
