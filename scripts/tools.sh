@@ -7,9 +7,10 @@
 #
 # kubectl: the one on PATH when there is one; otherwise Debian's kubernetes-client package
 # (kubectl 1.20), unpacked into the cache, never installed system-wide.
-# promtool: likewise, the one on PATH, or the one in Debian's prometheus package (2.42 on
-# Debian 12), unpacked into the cache; it checks and unit-tests the chart's alerting rules and
-# the operator's /metrics.
+# promtool and prometheus: likewise, the ones on PATH, or those of Debian's prometheus package
+# (2.42 on Debian 12), unpacked into the cache. promtool checks and unit-tests the chart's
+# alerting rules and the operator's /metrics; the integration tests run the server against a
+# real operator with the chart's rules.
 set -euo pipefail
 
 cache=${BUCKETCORS_CACHE:-$HOME/.cache/bucketcors}
@@ -60,5 +61,6 @@ if [[ ${1:-} == promtool ]]; then
 fi
 link_tool kubectl kubernetes-client kubectl-debian
 link_tool promtool prometheus prometheus-debian
+link_tool prometheus prometheus prometheus-debian
 ensure_python_tools
 echo "$bin"

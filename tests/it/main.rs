@@ -9,6 +9,7 @@ mod deletion;
 mod e2e;
 mod edges;
 mod faults;
+mod monitoring;
 mod operator;
 mod preflight;
 mod safety;

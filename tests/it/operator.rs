@@ -338,7 +338,7 @@ fn render_chart(namespace: &str, out: &Path) -> Vec<Value> {
 }
 
 /// Renders the chart with `values` for a release in `namespace`.
-fn render_chart_with(namespace: &str, out: &Path, values_yaml: &str) -> Vec<Value> {
+pub(crate) fn render_chart_with(namespace: &str, out: &Path, values_yaml: &str) -> Vec<Value> {
     let values = out.with_extension("values.yaml");
     std::fs::write(&values, values_yaml).unwrap();
     let status = std::process::Command::new(repo_root().join("scripts/chart-check.sh"))
