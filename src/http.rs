@@ -56,7 +56,13 @@ fn accepts_open_metrics(headers: &HeaderMap) -> bool {
             let open = params
                 .next()
                 .is_some_and(|t| t.eq_ignore_ascii_case("application/openmetrics-text"));
-            open && params.all(|p| p.replace(' ', "") != "q=0")
+            // A quality of 0 means "not acceptable".
+            let refused = params.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            open && !refused
         })
 }
 

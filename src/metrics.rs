@@ -179,7 +179,8 @@ impl Metrics {
 
     /// The same samples in the Prometheus text format 0.0.4, for scrapers that do not ask for
     /// OpenMetrics (curl, `promtool check metrics`): a counter's HELP and TYPE name its `_total`
-    /// series, and there are no UNIT and EOF lines.
+    /// series, and there are no UNIT and EOF lines. (Counters, gauges and histograms are all
+    /// this registry holds; the other OpenMetrics types would need more than this.)
     pub fn encode_text(&self) -> String {
         let open_metrics = self.encode();
         let mut counters = std::collections::HashSet::new();
