@@ -130,6 +130,12 @@ mod tests {
         assert!(!accepts_open_metrics(&accept(
             "application/openmetrics-text; q=0"
         )));
+        assert!(!accepts_open_metrics(&accept(
+            "application/openmetrics-text;q=0.0"
+        )));
+        assert!(accepts_open_metrics(&accept(
+            "Application/OpenMetrics-Text; q=0.5"
+        )));
         assert!(!accepts_open_metrics(&HeaderMap::new()));
     }
 }
