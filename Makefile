@@ -19,7 +19,7 @@ demo: ## Local control plane + S3 server + operator + examples/, then show the r
 demo-down: ## Stop everything `make demo` started
 	scripts/demo.sh down
 
-tools: ## Install what the tests call: kubectl, aws, moto, kube-apiserver, etcd, the CRD server, Ceph RGW, Garage, s3s-fs, Chromium
+tools: ## Install what the tests call: kubectl, promtool, aws, moto, kube-apiserver, etcd, the CRD server, Ceph RGW, Garage, s3s-fs, Chromium
 	scripts/tools.sh
 	scripts/control-plane.sh build
 	scripts/crd-server.sh build >/dev/null
@@ -29,7 +29,7 @@ tools: ## Install what the tests call: kubectl, aws, moto, kube-apiserver, etcd,
 	scripts/browser.sh install >/dev/null
 
 test: lint tools chart-check argocd-check ## Lint, chart and Argo CD health checks, then every test against real servers (installs what they need)
-	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) BUCKETCORS_REQUIRE_GARAGE=1 && \
+	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) BUCKETCORS_REQUIRE_GARAGE=1 BUCKETCORS_REQUIRE_PROMTOOL=1 && \
 	  $(CARGO) test --locked --no-fail-fast
 	scripts/compat-table.py
 	@# The demo as README shows it, in a scratch folder (a running `make demo` is left alone).

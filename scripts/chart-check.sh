@@ -17,7 +17,14 @@
 #                   validates every manifest against the Kubernetes JSON schemas (--strict:
 #                   unknown fields are errors). It has no schema for custom resources and only
 #                   warns about them; the check accepts that warning for the ServiceMonitor
-#                   alone (checked by the assertions instead) and fails on any other.
+#                   and the PrometheusRule alone (checked by the assertions instead) and fails
+#                   on any other.
+#   promtool        Debian's prometheus package, through scripts/tools.sh promtool:
+#                   `promtool check rules` and `promtool test rules` (tests/monitoring/
+#                   alerts-test.yaml) on the rendered PrometheusRule, `promtool check metrics`
+#                   on tests/monitoring/metrics.txt, a real scrape that the integration tests
+#                   keep current; the alerts' and the dashboard's metric names are checked
+#                   against it.
 #
 # Environment:
 #   BUCKETCORS_CACHE         cache root (default: $HOME/.cache/bucketcors)
@@ -137,13 +144,13 @@ app_version_matches() {
 }
 
 # validate FILE: kubernetes-validate --strict against each of $KUBE_VERSIONS. Its only tolerated
-# warning is the missing schema of the ServiceMonitor custom resource.
+# warnings are the missing schemas of the ServiceMonitor and PrometheusRule custom resources.
 validate() {
   local file=$1 args=() out rc=0 v
   for v in $KUBE_VERSIONS; do args+=(-k "$v"); done
   out=$("$KUBERNETES_VALIDATE" --strict --quiet "${args[@]}" "$file" 2>&1) || rc=$?
   local unexpected
-  unexpected=$(grep -v "Couldn't find schema for kind ServiceMonitor with api version monitoring.coreos.com/v1 " <<<"$out" || true)
+  unexpected=$(grep -vE "Couldn't find schema for kind (ServiceMonitor|PrometheusRule) with api version monitoring.coreos.com/v1 " <<<"$out" || true)
   if [[ $rc -ne 0 || -n $unexpected ]]; then
     printf '%s\n' "$out"
     return 1
@@ -436,7 +443,8 @@ def _():
     assert kinds(A) == sorted(["CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
                                "Service", "Deployment", "ClusterRole", "ClusterRoleBinding",
                                "Role", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding",
-                               "RoleBinding", "ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"]), kinds(A)
+                               "RoleBinding", "ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy",
+                               "PrometheusRule", "ConfigMap"]), kinds(A)
 
 @check("all-on: the operator's rules in team-a and team-b only; cluster-wide only the grants; store Secrets in the release namespace")
 def _():
@@ -547,6 +555,189 @@ def _():
     same_rules(one(ds, "Role", f"{full}-store-secrets", release_ns), STORE_SECRET_RULES)
     binds_sa(one(ds, "RoleBinding", f"{full}-store-secrets", release_ns), "Role", f"{full}-store-secrets")
 
+# --- alerts and dashboard ---------------------------------------------------------
+
+M = docs("monitoring")
+ALERTS = ["BucketCorsOperatorDown", "BucketCorsOperatorAbsent", "BucketCorsNotReady", "BucketCorsStalled",
+          "BucketCorsDriftCorrectedRepeatedly", "BucketCorsS3Errors"]
+STALLED = {"InvalidSpec", "Conflict", "Unsupported", "Rejected", "NotPersisted", "NotPermitted", "EndpointNotAllowed"}
+# Metrics the dashboard and the alerts read that the operator does not export: Prometheus'
+# own per-target `up`, and the kubelet's cAdvisor memory of the container.
+EXTERNAL = {"up", "container_memory_working_set_bytes"}
+# Labels a ServiceMonitor scrape adds to every series.
+TARGET_LABELS = {"container", "endpoint", "instance", "job", "namespace", "pod", "service"}
+DASHBOARD = open(f"{chart}/files/dashboard.json").read()
+REASONS = re.findall(r'Reason::\w+ => "(\w+)"', open(f"{chart}/../../src/reason.rs").read())
+
+def rules_of(ds):
+    groups = one(ds, "PrometheusRule")["spec"]["groups"]
+    return {r["alert"]: r for g in groups for r in g["rules"]}
+
+def scrape_shapes(path):
+    """Sample names -> set of label-name tuples, and label values, of a Prometheus text scrape."""
+    shapes, values = {}, {}
+    for line in open(path).read().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series = line.rsplit(" ", 1)[0]
+        name, _, labels = series.partition("{")
+        pairs = re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)
+        shapes.setdefault(name, set()).add(tuple(sorted(k for k, _ in pairs)))
+        for k, v in pairs:
+            values.setdefault(k, set()).add(v)
+    return shapes, values
+
+SHAPES, LABEL_VALUES = scrape_shapes(f"{chart}/../../tests/monitoring/metrics.txt")
+
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+                "offset", "inf", "nan", "sum", "min", "max", "avg", "count", "topk", "bottomk", "quantile",
+                "stddev", "stdvar", "count_values", "group"}
+
+def metric_names(expr):
+    """The metric names a PromQL expression reads (Grafana's label_values(Q, label) reads Q's)."""
+    m = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", expr, re.S)
+    if m:
+        expr = m.group(1)
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)           # strings
+    expr = re.sub(r"\{[^{}]*\}", " ", expr)                     # label matchers
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)                     # ranges
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)  # label lists
+    names = set()
+    for m in re.finditer(r"(?<![\w$:.])([A-Za-z_:][\w:]*)\b(\s*\()?", expr):
+        word, call = m.group(1), m.group(2)
+        if call or word.lower() in PROMQL_WORDS:
+            continue
+        names.add(word)
+    return names
+
+def dashboard_exprs():
+    d = json.loads(DASHBOARD)
+    exprs = [(f"panel {p['title']!r}", t["expr"]) for p in d["panels"] for t in p.get("targets", [])]
+    exprs += [(f"variable {v['name']}", v["query"]["query"]) for v in d["templating"]["list"] if v["type"] == "query"]
+    return exprs
+
+def unknown_names(exprs, known):
+    out = []
+    for where, expr in exprs:
+        names = metric_names(expr)
+        assert names, f"{where}: no metric name found in {expr!r}"
+        out += [f"{where}: {n}" for n in sorted(names - known)]
+    return out
+
+@check("default: no PrometheusRule and no dashboard ConfigMap, even where monitoring.coreos.com/v1 is served")
+def _():
+    for name in ("default", "default-with-api"):
+        ks = kinds(docs(name))
+        assert "PrometheusRule" not in ks and "ConfigMap" not in ks, f"{name}: {ks}"
+
+@check("prometheusRule.enabled=auto: a PrometheusRule only where monitoring.coreos.com/v1 is served")
+def _():
+    assert "PrometheusRule" not in kinds(docs("rule-auto-absent")), "rendered without the API"
+    one(docs("rule-auto-present"), "PrometheusRule")
+
+@check("PrometheusRule: the six alerts with the default thresholds, on the ServiceMonitor's job")
+def _():
+    pr = one(M, "PrometheusRule", full)
+    assert pr["apiVersion"] == "monitoring.coreos.com/v1" and pr["metadata"]["namespace"] == release_ns
+    rules = rules_of(M)
+    assert list(rules) == ALERTS, list(rules)
+    job = f'job="{full}-metrics"'
+    svc = one(M, "Service", f"{full}-metrics")  # the ServiceMonitor's job label is the Service name
+    assert svc["metadata"]["name"] == f"{full}-metrics"
+    for name, r in rules.items():
+        assert job in r["expr"], f"{name}: {r['expr']}"
+        assert r["labels"]["severity"] in ("warning", "critical"), name
+        assert r["annotations"]["summary"] and r["annotations"]["description"], name
+    pr_values = VALUES["metrics"]["prometheusRule"]
+    assert rules["BucketCorsNotReady"]["for"] == pr_values["notReadyFor"] == "15m"
+    assert rules["BucketCorsStalled"]["for"] == pr_values["stalledFor"]
+    assert rules["BucketCorsOperatorDown"]["for"] == rules["BucketCorsOperatorAbsent"]["for"] == pr_values["downFor"]
+    assert rules["BucketCorsS3Errors"]["for"] == pr_values["s3ErrorsFor"]
+    assert rules["BucketCorsS3Errors"]["expr"].endswith(f"> {pr_values['s3ErrorsPerSecond']}")
+    assert rules["BucketCorsDriftCorrectedRepeatedly"]["expr"].endswith(f"> {pr_values['driftCorrectionsPerHour']}")
+    stalled = set(re.search(r'reason=~"([^"]+)"', rules["BucketCorsStalled"]["expr"]).group(1).split("|"))
+    assert stalled == STALLED, stalled
+    assert STALLED <= set(REASONS), f"stalled reasons not in src/reason.rs: {STALLED - set(REASONS)}"
+
+@check("all-on: PrometheusRule labels, alert labels and thresholds from values")
+def _():
+    pr = one(A, "PrometheusRule", full)
+    assert pr["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rules = rules_of(A)
+    assert all(r["labels"]["team"] == "platform" for r in rules.values())
+    assert rules["BucketCorsNotReady"]["for"] == "30m"
+    assert rules["BucketCorsDriftCorrectedRepeatedly"]["expr"].endswith("> 10")
+
+@check("prometheusRule.selector replaces the job matcher in every alert; ruleLabels.severity their severity")
+def _():
+    for name, r in rules_of(docs("rule-selector")).items():
+        assert 'namespace="ops", service="bc"' in r["expr"] and "job=" not in r["expr"], f"{name}: {r['expr']}"
+        assert r["labels"] == {"severity": "page"}, f"{name}: {r['labels']}"
+
+@check("dashboard: a ConfigMap labelled grafana_dashboard: \"1\" holding files/dashboard.json")
+def _():
+    for ds in (M, A):
+        cm = one(ds, "ConfigMap", f"{full}-dashboard")
+        labels = cm["metadata"]["labels"]
+        assert labels.get("grafana_dashboard") == "1", f"labels {labels}"
+        assert cm["metadata"]["namespace"] == release_ns
+        assert list(cm["data"]) == ["bucketcors.json"]
+        assert json.loads(cm["data"]["bucketcors.json"]) == json.loads(DASHBOARD)
+    cm = one(A, "ConfigMap", f"{full}-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard_folder"] == "platform"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Operators"}
+
+@check("dashboard: valid JSON with the on-call panels, each with a Prometheus query")
+def _():
+    d = json.loads(DASHBOARD)
+    assert d["uid"] and d["title"] and isinstance(d["schemaVersion"], int)
+    titles = [p["title"] for p in d["panels"]]
+    for t in ("Objects by reason", "Reconciles by outcome", "S3 requests by outcome", "Reconcile time",
+              "Drift corrections and unkept writes", "Memory"):
+        assert t in titles, f"no panel {t!r} in {titles}"
+    assert len(set(p["id"] for p in d["panels"])) == len(d["panels"]), "panel ids repeat"
+    for p in d["panels"]:
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+        assert p["targets"] and all(t["expr"].strip() for t in p["targets"]), p["title"]
+    p95 = [t["expr"] for p in d["panels"] if p["title"] == "Reconcile time" for t in p["targets"]]
+    assert any(e.startswith("histogram_quantile(0.95, ") and "bucketcors_reconcile_duration_seconds_bucket" in e
+               for e in p95), p95
+
+@check("every metric the alerts and the dashboard read is in tests/monitoring/metrics.txt (a real scrape)")
+def _():
+    known = set(SHAPES) | EXTERNAL
+    exprs = [(f"alert {n}", r["expr"]) for n, r in rules_of(M).items()] + dashboard_exprs()
+    bad = unknown_names(exprs, known)
+    assert not bad, "metric names not exported by the operator:\n" + "\n".join(bad)
+    used = set().union(*(metric_names(e) for _, e in exprs))
+    # The check can fail: without one of the names it reads, it reports that name.
+    for name in ("bucketcors_objects", "bucketcors_reconcile_duration_seconds_bucket", "up"):
+        assert name in used, name
+        assert unknown_names(exprs, known - {name}), f"the check missed a missing {name}"
+
+@check("promtool test input series have the names and labels of tests/monitoring/metrics.txt")
+def _():
+    tests = yaml.safe_load(open(f"{chart}/../../tests/monitoring/alerts-test.yaml"))
+    allowed_values = {"reason": set(REASONS) | {"Unknown"}, "outcome": set(REASONS) | {"ok"}}
+    seen = 0
+    for case in tests["tests"]:
+        for s in case["input_series"]:
+            seen += 1
+            m = re.fullmatch(r"(\w+)\{(.*)\}", s["series"])
+            assert m, s["series"]
+            name, labels = m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            assert TARGET_LABELS <= set(labels), f"{s['series']}: lacks target labels {TARGET_LABELS - set(labels)}"
+            own = tuple(sorted(set(labels) - TARGET_LABELS))
+            if name == "up":
+                assert own == (), s["series"]
+                continue
+            assert name in SHAPES, f"{name} is not in the scrape"
+            assert own in SHAPES[name], f"{s['series']}: labels {own}, the scrape has {SHAPES[name]}"
+            for k in own:
+                ok = allowed_values.get(k, LABEL_VALUES.get(k, set()))
+                assert labels[k] in ok, f"{s['series']}: {k}={labels[k]!r} is none of {sorted(ok)}"
+    assert seen > 10, seen
+
 # --- every render --------------------------------------------------------------------
 
 RENDERS = {"default": D, "all-on": A, "leader-cluster": LE}
@@ -604,6 +795,59 @@ for name, f in checks:
 PY
 }
 
+# Writes the groups of the PrometheusRule in render $1 as a Prometheus rule file $2.
+rule_file() {
+  "$PYTHON" - "$1" "$2" <<'PY'
+import sys, yaml
+rules = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "PrometheusRule"]
+assert len(rules) == 1, f"expected one PrometheusRule, found {len(rules)}"
+yaml.safe_dump({"groups": rules[0]["spec"]["groups"]}, open(sys.argv[2], "w"), sort_keys=False, width=1000)
+PY
+}
+
+# promtool_test_rules DIR RULES: runs tests/monitoring/alerts-test.yaml against rule file RULES
+# (promtool reads rule_files beside the test file).
+promtool_test_rules() {
+  local dir=$1 rules=$2
+  mkdir -p "$dir"
+  cp "$ROOT/tests/monitoring/alerts-test.yaml" "$dir/"
+  [[ $rules == "$dir/rules.yaml" ]] || cp "$rules" "$dir/rules.yaml"
+  "$PROMTOOL" test rules "$dir/alerts-test.yaml"
+}
+
+# promtool check metrics prints its findings and exits non-zero on any; both count.
+promtool_check_metrics() {
+  local out rc=0
+  out=$("$PROMTOOL" check metrics <"$1" 2>&1) || rc=$?
+  if [[ $rc -ne 0 || -n $out ]]; then
+    printf '%s\n' "$out"
+    return 1
+  fi
+}
+
+promtool_checks() {
+  local dir="$WORK/promtool"
+  mkdir -p "$dir"
+  if ! PROMTOOL=$("$ROOT/scripts/tools.sh" promtool); then
+    fail "promtool is installed (scripts/tools.sh promtool)"
+    return
+  fi
+  check "the PrometheusRule's groups as a rule file" rule_file "$WORK/monitoring.yaml" "$dir/rules.yaml"
+  check "promtool check rules (the rendered PrometheusRule)" "$PROMTOOL" check rules "$dir/rules.yaml"
+  check "promtool test rules tests/monitoring/alerts-test.yaml" promtool_test_rules "$dir" "$dir/rules.yaml"
+  # The tests must be able to fail: a drift alert that needs 30 corrections an hour misses theirs.
+  sed 's/\(increase(bucketcors_drift_corrections_total{[^}]*}\[1h\])) > \)3$/\130/' \
+    "$dir/rules.yaml" >"$WORK/broken-rules.yaml"
+  if cmp -s "$dir/rules.yaml" "$WORK/broken-rules.yaml"; then
+    fail "promtool test rules fails on a broken alert" "could not break the drift alert's threshold"
+  else
+    check_fails "promtool test rules fails on a broken alert" "FAILED" \
+      promtool_test_rules "$WORK/promtool-broken" "$WORK/broken-rules.yaml"
+  fi
+  check "promtool check metrics tests/monitoring/metrics.txt (a real scrape)" \
+    promtool_check_metrics "$ROOT/tests/monitoring/metrics.txt"
+}
+
 cmd_check() {
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/chart-check.XXXXXX")
   ensure_helm
@@ -632,8 +876,23 @@ cmd_check() {
   check "helm template (networkPolicy with empty CIDR lists)" helm_template "$WORK/no-cidrs.yaml" \
     --set networkPolicy.enabled=true --set networkPolicy.egress.dns=false \
     --set-json 'networkPolicy.egress.s3CIDRs=[]' --set-json 'networkPolicy.egress.apiServer.cidrs=[]'
+  local monitoring=(--set metrics.prometheusRule.enabled=true --set metrics.dashboard.enabled=true)
+  check "helm template (alerts and dashboard on, default thresholds)" helm_template "$WORK/monitoring.yaml" \
+    "${monitoring[@]}"
+  check "helm template (default values, monitoring.coreos.com/v1 served)" \
+    helm_template "$WORK/default-with-api.yaml" --api-versions monitoring.coreos.com/v1
+  check "helm template (prometheusRule.enabled=auto, monitoring.coreos.com/v1 not served)" \
+    helm_template "$WORK/rule-auto-absent.yaml" --set metrics.prometheusRule.enabled=auto
+  check "helm template (prometheusRule.enabled=auto, monitoring.coreos.com/v1 served)" \
+    helm_template "$WORK/rule-auto-present.yaml" --set metrics.prometheusRule.enabled=auto \
+    --api-versions monitoring.coreos.com/v1
+  printf '%s\n' 'metrics: {prometheusRule: {enabled: true, selector: '"'"'namespace="ops", service="bc"'"'"',' \
+    '  ruleLabels: {severity: page}}}' >"$WORK/selector-values.yaml"
+  check "helm template (prometheusRule.selector and ruleLabels.severity set)" helm_template "$WORK/rule-selector.yaml" \
+    -f "$WORK/selector-values.yaml"
   local r
-  for r in default all-on leader-cluster crds-no-keep crds-off no-cidrs no-tenant-secrets; do
+  for r in default all-on leader-cluster crds-no-keep crds-off no-cidrs no-tenant-secrets monitoring \
+      default-with-api rule-auto-absent rule-auto-present rule-selector; do
     [[ -s $WORK/$r.yaml ]] || renders_ok=false
   done
 
@@ -648,12 +907,23 @@ cmd_check() {
   check_fails "Kubernetes 1.24 is refused (Chart.yaml kubeVersion)" "kubeVersion" \
     "$HELM_BIN" template "$RELEASE" "$CHART" --kube-version 1.24.0
 
+  check_fails "values schema rejects prometheusRule.enabled=yes" "enabled" \
+    helm_template /dev/null --set metrics.prometheusRule.enabled=yes
+  check_fails "values schema rejects prometheusRule.notReadyFor=15 (not a duration)" "notReadyFor" \
+    helm_template /dev/null --set metrics.prometheusRule.notReadyFor=15
+
   check "kubernetes-validate --strict rejects an unknown field" validator_is_strict
   for r in default all-on leader-cluster; do
     if [[ -s $WORK/$r.yaml ]]; then
       check "kubernetes-validate --strict, Kubernetes ${KUBE_VERSIONS// /, } ($r)" validate "$WORK/$r.yaml"
     fi
   done
+
+  if [[ -s $WORK/monitoring.yaml ]]; then
+    promtool_checks
+  else
+    fail "promtool checks" "skipped: the render with the alerts on failed"
+  fi
 
   if $renders_ok; then
     local line name="" detail="" stray="" out rc=0

@@ -1,11 +1,12 @@
-//! The operator's HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process
+//! The operator's HTTP endpoints: `/metrics` (OpenMetrics when asked for, as Prometheus does;
+//! the Prometheus text format otherwise), `/healthz` (the process
 //! answers) and `/readyz` (the caches are synced, or this replica is a standby).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -40,21 +41,44 @@ pub trait Gauges: Send + Sync + 'static {
     fn refresh(&self, metrics: &Metrics);
 }
 
+const OPEN_METRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether the scraper asks for OpenMetrics (Prometheus does); others get the text format.
+fn accepts_open_metrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|media| {
+            let mut params = media.split(';').map(str::trim);
+            let open = params
+                .next()
+                .is_some_and(|t| t.eq_ignore_ascii_case("application/openmetrics-text"));
+            // A quality of 0 means "not acceptable".
+            let refused = params.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            open && !refused
+        })
+}
+
 pub fn metrics_router(metrics: Arc<Metrics>, gauges: Arc<dyn Gauges>) -> Router {
     Router::new().route(
         "/metrics",
-        get(move || {
+        get(move |headers: HeaderMap| {
             let metrics = metrics.clone();
             let gauges = gauges.clone();
             async move {
                 gauges.refresh(&metrics);
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    metrics.encode(),
-                )
+                if accepts_open_metrics(&headers) {
+                    ([(header::CONTENT_TYPE, OPEN_METRICS)], metrics.encode())
+                } else {
+                    ([(header::CONTENT_TYPE, TEXT_FORMAT)], metrics.encode_text())
+                }
             }
         }),
     )
@@ -83,4 +107,35 @@ pub async fn serve(addr: SocketAddr, router: Router) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "listening");
     axum::serve(listener, router).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn open_metrics_only_when_asked_for() {
+        // What Prometheus 2.x sends.
+        assert!(accepts_open_metrics(&accept(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )));
+        assert!(!accepts_open_metrics(&accept("text/plain;version=0.0.4")));
+        assert!(!accepts_open_metrics(&accept("*/*")));
+        assert!(!accepts_open_metrics(&accept(
+            "application/openmetrics-text; q=0"
+        )));
+        assert!(!accepts_open_metrics(&accept(
+            "application/openmetrics-text;q=0.0"
+        )));
+        assert!(accepts_open_metrics(&accept(
+            "Application/OpenMetrics-Text; q=0.5"
+        )));
+        assert!(!accepts_open_metrics(&HeaderMap::new()));
+    }
 }

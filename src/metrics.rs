@@ -34,6 +34,7 @@ pub struct Metrics {
     pub watch_refused: Counter,
     pub managed_objects: Gauge,
     pub ready_objects: Gauge,
+    pub objects: Family<ReasonLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -95,6 +96,12 @@ impl Default for Metrics {
             "BucketCors objects whose Ready condition is True",
             ready_objects.clone(),
         );
+        let objects = Family::<ReasonLabel, Gauge>::default();
+        registry.register(
+            "objects",
+            "BucketCors objects the operator watches, by the reason of their Ready condition (Unknown: none yet)",
+            objects.clone(),
+        );
         Metrics {
             registry,
             reconciliations,
@@ -106,6 +113,7 @@ impl Default for Metrics {
             watch_refused,
             managed_objects,
             ready_objects,
+            objects,
         }
     }
 }
@@ -135,14 +143,79 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Sets the gauges of watched objects from each one's Ready condition: its reason (`None`:
+    /// the object has none yet) and whether it is True. Every reason is set, to 0 when no
+    /// object has it, so that each series exists from the first scrape.
+    pub fn set_objects<'a>(&self, ready: impl IntoIterator<Item = (Option<&'a str>, bool)>) {
+        let mut counts = [0i64; Reason::ALL.len() + 1];
+        let (mut managed, mut ready_count) = (0i64, 0i64);
+        for (reason, is_ready) in ready {
+            managed += 1;
+            ready_count += i64::from(is_ready);
+            let known = reason.and_then(|r| Reason::ALL.iter().position(|k| k.as_str() == r));
+            counts[known.unwrap_or(Reason::ALL.len())] += 1;
+        }
+        let names = Reason::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .chain([UNKNOWN_REASON]);
+        for (reason, count) in names.zip(counts) {
+            self.objects
+                .get_or_create(&ReasonLabel { reason })
+                .set(count);
+        }
+        self.managed_objects.set(managed);
+        self.ready_objects.set(ready_count);
+    }
+
+    /// The Prometheus text exposition of every metric, in OpenMetrics 1.0 (what Prometheus asks
+    /// for).
     pub fn encode(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String");
         text
     }
+
+    /// The same samples in the Prometheus text format 0.0.4, for scrapers that do not ask for
+    /// OpenMetrics (curl, `promtool check metrics`): a counter's HELP and TYPE name its `_total`
+    /// series, and there are no UNIT and EOF lines. (Counters, gauges and histograms are all
+    /// this registry holds; the other OpenMetrics types would need more than this.)
+    pub fn encode_text(&self) -> String {
+        let open_metrics = self.encode();
+        let mut counters = std::collections::HashSet::new();
+        for line in open_metrics.lines() {
+            if let Some(name) = line
+                .strip_prefix("# TYPE ")
+                .and_then(|rest| rest.strip_suffix(" counter"))
+            {
+                counters.insert(name.to_owned());
+            }
+        }
+        let mut text = String::with_capacity(open_metrics.len());
+        for line in open_metrics.lines() {
+            if line == "# EOF" || line.starts_with("# UNIT ") {
+                continue;
+            }
+            let meta = ["# HELP ", "# TYPE "]
+                .into_iter()
+                .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+            match meta.and_then(|(p, rest)| rest.split_once(' ').map(|(n, r)| (p, n, r))) {
+                Some((prefix, name, rest)) if counters.contains(name) => {
+                    text.push_str(&format!("{prefix}{name}_total {rest}\n"));
+                }
+                _ => {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    }
 }
+
+/// The `reason` label of objects without a Ready condition this version knows.
+pub const UNKNOWN_REASON: &str = "Unknown";
 
 #[cfg(test)]
 mod tests {
@@ -169,5 +242,58 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert!(!text.contains(r#"bucketcors_failures_total{reason="Applied"}"#));
+    }
+
+    #[test]
+    fn objects_are_counted_by_ready_reason_with_every_reason_present() {
+        let metrics = Metrics::default();
+        metrics.set_objects([
+            (Some("InSync"), true),
+            (Some("Applied"), true),
+            (Some("InvalidSpec"), false),
+            (Some("InvalidSpec"), false),
+            (None, false),
+            (Some("SomethingNew"), false),
+        ]);
+        let text = metrics.encode();
+        for line in [
+            r#"bucketcors_objects{reason="InSync"} 1"#,
+            r#"bucketcors_objects{reason="InvalidSpec"} 2"#,
+            r#"bucketcors_objects{reason="Conflict"} 0"#,
+            r#"bucketcors_objects{reason="Unknown"} 2"#,
+            "bucketcors_managed_objects 6",
+            "bucketcors_ready_objects 2",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        metrics.set_objects([]);
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"bucketcors_objects{reason="InvalidSpec"} 0"#)
+        );
+    }
+
+    #[test]
+    fn the_text_format_names_counters_by_their_total_series() {
+        let metrics = Metrics::default();
+        metrics.pass(Reason::Applied, 0.02);
+        metrics.drift_corrections.inc();
+        let text = metrics.encode_text();
+        for line in [
+            "# TYPE bucketcors_reconciliations_total counter",
+            "# HELP bucketcors_drift_corrections_total Writes that put back",
+            r#"bucketcors_reconciliations_total{reason="Applied"} 1"#,
+            "# TYPE bucketcors_reconcile_duration_seconds histogram",
+            "# TYPE bucketcors_managed_objects gauge",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(!text.contains("# TYPE bucketcors_reconciliations counter"));
+        assert!(metrics.encode().ends_with("# EOF\n"));
     }
 }

@@ -417,19 +417,13 @@ impl<S: CorsStore> Context<S> {
 impl<S: CorsStore> Gauges for Context<S> {
     fn refresh(&self, metrics: &Metrics) {
         let stores = self.caches.read().expect("poisoned").clone();
-        let (mut objects, mut ready) = (0usize, 0usize);
-        for store in &stores {
-            for obj in store.state() {
-                objects += 1;
-                ready += usize::from(obj.is_ready());
-            }
-        }
-        metrics
-            .managed_objects
-            .set(i64::try_from(objects).unwrap_or(i64::MAX));
-        metrics
-            .ready_objects
-            .set(i64::try_from(ready).unwrap_or(i64::MAX));
+        let objects: Vec<_> = stores.iter().flat_map(|store| store.state()).collect();
+        metrics.set_objects(objects.iter().map(|obj| {
+            (
+                obj.ready_condition().map(|c| c.reason.as_str()),
+                obj.is_ready(),
+            )
+        }));
     }
 }
 

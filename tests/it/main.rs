@@ -10,6 +10,7 @@ mod e2e;
 mod edges;
 mod faults;
 mod gitops;
+mod monitoring;
 mod operator;
 mod preflight;
 mod safety;

@@ -2,6 +2,7 @@
 //! never show secrets, leader election across two replicas, and the Helm chart's RBAC proven
 //! sufficient and no wider.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,19 @@ async fn the_process_serves_health_and_metrics_and_never_logs_secrets() {
         !metrics.contains(&bucket),
         "metric labels never carry object or bucket names"
     );
+    assert_eq!(value("bucketcors_objects", r#"{reason="InSync"}"#), 1.0);
+    assert_eq!(
+        value("bucketcors_objects", r#"{reason="InvalidSpec"}"#),
+        0.0
+    );
+    promtool_check_metrics(&metrics);
+    same_shape_as_the_fixture(&metrics);
+    let open_metrics = op.scrape_open_metrics();
+    assert!(
+        open_metrics.ends_with("# EOF\n")
+            && open_metrics.contains("# TYPE bucketcors_reconciliations counter"),
+        "Prometheus gets OpenMetrics: {open_metrics}"
+    );
 
     op.terminate();
     let logs = op.logs();
@@ -114,6 +128,93 @@ async fn the_process_serves_health_and_metrics_and_never_logs_secrets() {
         logs.lines().any(|l| l.contains(r#""level":"WARN""#)
             && l.contains("single-tenant mode: every object without a store acts with the operator's own AWS identity")),
         "{logs}"
+    );
+}
+
+/// `promtool check metrics` on a real scrape: it must report no problem at all. Skipped (with
+/// a message) when promtool is not on PATH, unless BUCKETCORS_REQUIRE_PROMTOOL=1 (`make test`
+/// sets it, and installs promtool first).
+fn promtool_check_metrics(metrics: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let required = std::env::var_os("BUCKETCORS_REQUIRE_PROMTOOL").is_some_and(|v| v == "1");
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            eprintln!(
+                "SKIPPED promtool check metrics: promtool is not on PATH (scripts/tools.sh promtool installs it; make test does)"
+            );
+            return;
+        }
+        Err(e) => panic!("promtool check metrics could not run: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics found problems ({}):\n{report}\nin:\n{metrics}",
+        out.status
+    );
+}
+
+/// The metric families (# TYPE lines) and, for each sample, its name and label names.
+fn shape(metrics: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut families = BTreeSet::new();
+    let mut samples = BTreeSet::new();
+    for line in metrics.lines() {
+        if let Some(family) = line.strip_prefix("# TYPE ") {
+            families.insert(family.to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let series = line.rsplit_once(' ').map_or(line, |(series, _)| series);
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let names: Vec<_> = labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.trim()))
+                .collect();
+            samples.insert(format!("{name}{{{}}}", names.join(",")));
+        }
+    }
+    (families, samples)
+}
+
+/// tests/monitoring/metrics.txt is a real scrape: the chart's alerts, their promtool tests and
+/// the dashboard are checked against its names and labels (scripts/chart-check.sh). This keeps
+/// it current: the same families, and no sample of a shape it lacks.
+/// BUCKETCORS_UPDATE_METRICS_FIXTURE=1 writes this scrape there instead.
+fn same_shape_as_the_fixture(metrics: &str) {
+    let path = repo_root().join("tests/monitoring/metrics.txt");
+    if std::env::var_os("BUCKETCORS_UPDATE_METRICS_FIXTURE").is_some_and(|v| v == "1") {
+        std::fs::write(&path, metrics).unwrap();
+    }
+    let fixture = std::fs::read_to_string(&path).unwrap();
+    let (families, samples) = shape(metrics);
+    let (fixture_families, fixture_samples) = shape(&fixture);
+    let new: Vec<_> = samples.difference(&fixture_samples).collect();
+    assert!(
+        families == fixture_families && new.is_empty(),
+        "{} is not shaped like a real scrape (families only here {:?}, only there {:?}; \
+         samples of new shapes {new:?}): rerun with BUCKETCORS_UPDATE_METRICS_FIXTURE=1, then \
+         make chart-check, and fix the alerts or the dashboard it finds stale. The scrape:\n{metrics}",
+        path.display(),
+        families.difference(&fixture_families).collect::<Vec<_>>(),
+        fixture_families.difference(&families).collect::<Vec<_>>(),
     );
 }
 
@@ -237,7 +338,7 @@ fn render_chart(namespace: &str, out: &Path) -> Vec<Value> {
 }
 
 /// Renders the chart with `values` for a release in `namespace`.
-fn render_chart_with(namespace: &str, out: &Path, values_yaml: &str) -> Vec<Value> {
+pub(crate) fn render_chart_with(namespace: &str, out: &Path, values_yaml: &str) -> Vec<Value> {
     let values = out.with_extension("values.yaml");
     std::fs::write(&values, values_yaml).unwrap();
     let status = std::process::Command::new(repo_root().join("scripts/chart-check.sh"))

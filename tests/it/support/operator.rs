@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::process::{Tethered, free_port, http_get, wait_until};
+use super::process::{Tethered, free_port, http_get, http_get_with, wait_until};
 
 pub struct OperatorProcess {
     pub metrics_port: u16,
@@ -75,9 +75,18 @@ impl OperatorProcess {
         http_get(self.health_port, path)
     }
 
-    /// The operator's /metrics, as text.
+    /// The operator's /metrics, as text (the Prometheus text format: no Accept header).
     pub fn scrape(&self) -> String {
         let (status, body) = http_get(self.metrics_port, "/metrics").expect("/metrics answers");
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// The operator's /metrics as Prometheus asks for it (OpenMetrics).
+    pub fn scrape_open_metrics(&self) -> String {
+        let accept = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
+        let (status, body) =
+            http_get_with(self.metrics_port, "/metrics", accept).expect("/metrics answers");
         assert_eq!(status, 200);
         body
     }
