@@ -11,6 +11,9 @@ use bucketcors::s3::{Checksum, SdkStore};
 use bucketcors::telemetry::{self, LogFormat};
 use bucketcors::tenancy::{Cidr, EndpointPolicy};
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use futures::FutureExt;
 use kube_lease_manager::LeaseManagerBuilder;
 

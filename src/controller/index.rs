@@ -8,59 +8,88 @@
 //! bucket, then the oldest, then the lesser namespace/name.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::BucketCors;
 
-/// The order in which waiting objects take a bucket: the least first.
+/// The order in which waiting objects take a bucket: the least first. Equal ranks are
+/// ordered by the object's namespace and name, so that the order is total.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
     /// False when the object's status shows it took the bucket (it recorded the bucket or
     /// was Ready).
     not_holding: bool,
     created: Option<Time>,
-    namespace: String,
-    name: String,
 }
 
 struct Member {
-    key: String,
+    /// The bucket it competes for, shared with the bucket's slot.
+    key: Arc<str>,
     rank: Rank,
     /// The watch it came from, for telling which objects a relist dropped.
     watch: usize,
 }
 
+struct Candidate {
+    rank: Rank,
+    object: ObjectRef<BucketCors>,
+    /// It holds the bucket.
+    holder: bool,
+}
+
+// Where a candidate sorts: by rank, then namespace and name.
+fn order<'a>(rank: &'a Rank, object: &'a ObjectRef<BucketCors>) -> (&'a Rank, &'a str, &'a str) {
+    (
+        rank,
+        object.namespace.as_deref().unwrap_or_default(),
+        &object.name,
+    )
+}
+
+// The objects that would write one bucket. Each object is kept here once: the holder is a
+// flag on its candidate, and the member entry keeps only what finds that candidate again.
 #[derive(Default)]
 struct Slot {
-    holder: Option<ObjectRef<BucketCors>>,
-    // Sorted by rank, best first; ranks are unique (they end with the namespace and name).
-    // A vector, not a B-tree: most buckets have one candidate, and a B-tree node is sized for
-    // eleven.
-    candidates: Vec<(Rank, ObjectRef<BucketCors>)>,
+    // Sorted by `order`, best first. A vector, not a B-tree: most buckets have one candidate,
+    // and a B-tree node is sized for eleven.
+    candidates: Vec<Candidate>,
 }
 
 impl Slot {
-    fn best(&self) -> Option<ObjectRef<BucketCors>> {
-        self.candidates.first().map(|(_, r)| r.clone())
+    fn holder(&self) -> Option<&Candidate> {
+        self.candidates.iter().find(|c| c.holder)
     }
 
-    fn insert(&mut self, rank: Rank, object: ObjectRef<BucketCors>) {
+    fn find(&self, rank: &Rank, object: &ObjectRef<BucketCors>) -> Result<usize, usize> {
+        let wanted = order(rank, object);
+        self.candidates
+            .binary_search_by(|c| order(&c.rank, &c.object).cmp(&wanted))
+    }
+
+    fn insert(&mut self, rank: Rank, object: ObjectRef<BucketCors>, holder: bool) {
         // A vector's first growth makes room for four; most buckets only ever have one.
         if self.candidates.is_empty() {
             self.candidates.reserve_exact(1);
         }
-        let at = self
-            .candidates
-            .binary_search_by(|(r, _)| r.cmp(&rank))
-            .unwrap_or_else(|at| at);
-        self.candidates.insert(at, (rank, object));
+        let at = self.find(&rank, &object).unwrap_or_else(|at| at);
+        self.candidates.insert(
+            at,
+            Candidate {
+                rank,
+                object,
+                holder,
+            },
+        );
     }
 
-    fn remove(&mut self, rank: &Rank) {
-        if let Ok(at) = self.candidates.binary_search_by(|(r, _)| r.cmp(rank)) {
-            self.candidates.remove(at);
+    /// Removes the candidate; returns whether it held the bucket.
+    fn remove(&mut self, rank: &Rank, object: &ObjectRef<BucketCors>) -> bool {
+        match self.find(rank, object) {
+            Ok(at) => self.candidates.remove(at).holder,
+            Err(_) => false,
         }
     }
 }
@@ -76,7 +105,7 @@ pub struct Entry {
 #[derive(Default)]
 pub struct Buckets {
     members: HashMap<ObjectRef<BucketCors>, Member>,
-    slots: HashMap<String, Slot>,
+    slots: HashMap<Arc<str>, Slot>,
     /// Objects seen since each watch's (re)list began.
     listing: HashMap<usize, HashSet<ObjectRef<BucketCors>>>,
     synced: bool,
@@ -85,7 +114,10 @@ pub struct Buckets {
 impl Buckets {
     /// The holder of the bucket `key`, if any object competes for it.
     pub fn holder(&self, key: &str) -> Option<ObjectRef<BucketCors>> {
-        self.slots.get(key).and_then(|s| s.holder.clone())
+        self.slots
+            .get(key)
+            .and_then(Slot::holder)
+            .map(|c| c.object.clone())
     }
 
     /// Every watch has listed: from now on holders are sticky.
@@ -131,33 +163,40 @@ impl Buckets {
         let rank = Rank {
             not_holding: !entry.holding,
             created: obj.metadata.creation_timestamp.clone(),
-            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
-            name: obj.metadata.name.clone().unwrap_or_default(),
         };
         let mut woken = Vec::new();
-        match self.members.get(&object) {
-            Some(m) if m.key == key && m.rank == rank => return woken,
-            Some(m) if m.key == key => {
-                let slot = self.slots.get_mut(&key).expect("a member's slot exists");
-                slot.remove(&m.rank);
-                slot.insert(rank.clone(), object.clone());
+        let key: Arc<str> = match self.members.get_mut(&object) {
+            Some(m) if *m.key == *key && m.rank == rank => return woken,
+            Some(m) if *m.key == *key => {
+                let slot = self.slots.get_mut(&m.key).expect("a member's slot exists");
+                // The holder keeps the bucket when its rank changes.
+                let holder = slot.remove(&m.rank, &object);
+                slot.insert(rank.clone(), object.clone(), holder);
+                m.rank = rank;
+                m.watch = watch;
+                m.key.clone()
             }
             _ => {
                 woken.extend(self.remove(&object));
+                let key: Arc<str> = match self.slots.get_key_value(key.as_str()) {
+                    Some((shared, _)) => shared.clone(),
+                    None => key.into(),
+                };
                 self.slots
                     .entry(key.clone())
                     .or_default()
-                    .insert(rank.clone(), object.clone());
+                    .insert(rank.clone(), object.clone(), false);
+                self.members.insert(
+                    object.clone(),
+                    Member {
+                        key: key.clone(),
+                        rank,
+                        watch,
+                    },
+                );
+                key
             }
-        }
-        self.members.insert(
-            object.clone(),
-            Member {
-                key: key.clone(),
-                rank,
-                watch,
-            },
-        );
+        };
         // An object that takes a free bucket is being reconciled for this very change.
         woken.extend(self.elect(&key).filter(|holder| *holder != object));
         woken
@@ -171,10 +210,7 @@ impl Buckets {
     fn remove(&mut self, object: &ObjectRef<BucketCors>) -> Option<ObjectRef<BucketCors>> {
         let member = self.members.remove(object)?;
         let slot = self.slots.get_mut(&member.key)?;
-        slot.remove(&member.rank);
-        if slot.holder.as_ref() == Some(object) {
-            slot.holder = None;
-        }
+        slot.remove(&member.rank, object);
         if slot.candidates.is_empty() {
             self.slots.remove(&member.key);
             return None;
@@ -187,15 +223,19 @@ impl Buckets {
     fn elect(&mut self, key: &str) -> Option<ObjectRef<BucketCors>> {
         let synced = self.synced;
         let slot = self.slots.get_mut(key)?;
-        if slot.holder.is_some() && synced {
+        let held = slot.holder().is_some();
+        if held && synced {
             return None;
         }
-        let best = slot.best();
-        if best == slot.holder {
+        if slot.candidates.first().is_some_and(|c| c.holder) {
             return None;
         }
-        slot.holder.clone_from(&best);
-        best
+        for candidate in &mut slot.candidates {
+            candidate.holder = false;
+        }
+        let best = slot.candidates.first_mut()?;
+        best.holder = true;
+        Some(best.object.clone())
     }
 
     #[cfg(test)]

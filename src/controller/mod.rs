@@ -4,6 +4,7 @@
 mod events;
 mod grants;
 mod index;
+mod news;
 mod reconcile;
 mod store;
 mod target;
@@ -15,11 +16,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::predicates;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Predicate, WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use rand::Rng;
 use tokio::sync::Semaphore;
@@ -115,8 +115,10 @@ pub struct Context<S> {
     // above all) is lost to a stale cache. Dropped once the cache catches up. Keyed by object,
     // with its uid: an object made again under the same name starts afresh.
     written: Mutex<HashMap<ObjectRef<BucketCors>, (String, BucketCorsStatus)>>,
-    // Each object's last write while the bucket does not show its spec yet, with its uid.
-    last_writes: Mutex<HashMap<ObjectRef<BucketCors>, (String, LastWrite)>>,
+    // Each object's last write while the bucket does not show its spec yet, by a hash of its
+    // uid (an object made again under the same name starts afresh): 32 bytes per object
+    // written, where a reference and a uid take ten times that.
+    last_writes: Mutex<HashMap<u64, LastWrite>>,
     // Who holds each bucket, fed by the watches.
     buckets: Mutex<index::Buckets>,
     // The caches of every watched namespace, for the gauges and the re-grants.
@@ -281,19 +283,18 @@ impl<S: CorsStore> Context<S> {
     }
 
     fn last_write(&self, obj: &BucketCors) -> Option<LastWrite> {
-        let writes = self.last_writes.lock().expect("poisoned");
-        match writes.get(&ObjectRef::from(obj)) {
-            Some((uid, w)) if obj.metadata.uid.as_ref() == Some(uid) => Some(*w),
-            _ => None,
-        }
+        let key = uid_key(obj)?;
+        self.last_writes.lock().expect("poisoned").get(&key).copied()
     }
 
     fn set_last_write(&self, obj: &BucketCors, write: Option<LastWrite>) {
-        let object = lean(obj);
+        let Some(key) = uid_key(obj) else {
+            return;
+        };
         let mut writes = self.last_writes.lock().expect("poisoned");
-        match (write, &obj.metadata.uid) {
-            (Some(w), Some(uid)) => writes.insert(object, (uid.clone(), w)),
-            _ => writes.remove(&object),
+        match write {
+            Some(w) => writes.insert(key, w),
+            None => writes.remove(&key),
         };
     }
 
@@ -302,7 +303,9 @@ impl<S: CorsStore> Context<S> {
         let object = ObjectRef::from(obj);
         self.failures.lock().expect("poisoned").remove(&object);
         self.written.lock().expect("poisoned").remove(&object);
-        self.last_writes.lock().expect("poisoned").remove(&object);
+        if let Some(key) = uid_key(obj) {
+            self.last_writes.lock().expect("poisoned").remove(&key);
+        }
     }
 
     /// After a (re)list of watch `watch`: forgets what is kept about its objects that are no
@@ -322,10 +325,18 @@ impl<S: CorsStore> Context<S> {
             .lock()
             .expect("poisoned")
             .retain(|object, _| listed(object));
-        self.last_writes
-            .lock()
+        // Kept by uid: whatever no cache holds any more is gone.
+        let alive: std::collections::HashSet<u64> = self
+            .caches
+            .read()
             .expect("poisoned")
-            .retain(|object, _| listed(object));
+            .iter()
+            .flat_map(|cache| cache.state())
+            .filter_map(|obj| uid_key(&obj))
+            .collect();
+        let mut writes = self.last_writes.lock().expect("poisoned");
+        writes.retain(|key, _| alive.contains(key));
+        writes.shrink_to_fit();
     }
 
     /// Objects and failure counts kept in memory: for tests that check nothing leaks.
@@ -429,6 +440,15 @@ impl<S: CorsStore> Gauges for Context<S> {
 
 /// A reference to `obj` for keeping: without the resource version and uid it carries otherwise
 /// (which equality and hashing ignore), so that thousands of them stay small.
+/// A hash of the object's uid: what is kept per object for as long as it lives.
+fn uid_key(obj: &BucketCors) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let uid = obj.metadata.uid.as_deref()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 fn lean(obj: &BucketCors) -> ObjectRef<BucketCors> {
     let mut object = ObjectRef::from(obj);
     object.extra = Default::default();
@@ -519,6 +539,8 @@ pub async fn run<S: CorsStore>(
             ctx.caches.write().expect("poisoned").push(reader.clone());
             let mut listed = false;
             let (listed_one, ctx_watch, wakers) = (listed_one.clone(), ctx.clone(), wakers.clone());
+            let news_follow = Arc::new(Mutex::new(news::News::default()));
+            let news_filter = news_follow.clone();
             // Status writes do not change the generation, so they do not wake the controller;
             // the finalizer is watched too because the helper waits for its own patch to land.
             let changes = watcher(api.clone(), watcher::Config::default().any_semantic())
@@ -534,6 +556,9 @@ pub async fn run<S: CorsStore>(
                 })
                 .reflect(writer)
                 .inspect(move |event| {
+                    if let Ok(event) = event {
+                        news_follow.lock().expect("poisoned").follow(event);
+                    }
                     let ctx = &ctx_watch;
                     let first_list = match event {
                         Ok(watcher::Event::InitDone) => true,
@@ -565,10 +590,9 @@ pub async fn run<S: CorsStore>(
                     }
                 })
                 .applied_objects()
-                .predicate_filter(
-                    predicates::generation.combine(predicates::finalizers),
-                    Default::default(),
-                );
+                .try_filter(move |obj| {
+                    futures::future::ready(news_filter.lock().expect("poisoned").is_news(obj))
+                });
             // The permits of the context hold the sum of all controllers to the operator's
             // concurrency.
             // A controller of one namespace runs no more than that namespace's share, so that
