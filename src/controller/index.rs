@@ -182,10 +182,11 @@ impl Buckets {
                     Some((shared, _)) => shared.clone(),
                     None => key.into(),
                 };
-                self.slots
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(rank.clone(), object.clone(), false);
+                self.slots.entry(key.clone()).or_default().insert(
+                    rank.clone(),
+                    object.clone(),
+                    false,
+                );
                 self.members.insert(
                     object.clone(),
                     Member {

@@ -284,7 +284,11 @@ impl<S: CorsStore> Context<S> {
 
     fn last_write(&self, obj: &BucketCors) -> Option<LastWrite> {
         let key = uid_key(obj)?;
-        self.last_writes.lock().expect("poisoned").get(&key).copied()
+        self.last_writes
+            .lock()
+            .expect("poisoned")
+            .get(&key)
+            .copied()
     }
 
     fn set_last_write(&self, obj: &BucketCors, write: Option<LastWrite>) {
