@@ -702,8 +702,14 @@ impl World {
             peak_rss,
             rss,
         };
+        // Which writes, by verb and resource: the API server's counters cover every client.
+        let written: Vec<String> = api
+            .iter()
+            .filter(|(k, v)| is_write(k) && **v > 0.0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         say(&format!(
-            "{:?}; {:.3} Get/object/resync; gaps {:.2}..{:.2} s; API writes {api_writes}",
+            "{:?}; {:.3} Get/object/resync; gaps {:.2}..{:.2} s; API writes {api_writes} {written:?}",
             steady.counts,
             steady.gets_per_object_per_resync(),
             steady.min_gap.as_secs_f64(),
