@@ -468,7 +468,7 @@ EOF
   fi
 )
 
-admin_token() { cut -d, -f1 "$PKI/tokens.csv"; }
+admin_token() { awk -F, '$2 == "admin" { print $1 }' "$PKI/tokens.csv"; }
 
 # curl against the API server as admin, keeping the token out of argv.
 api_get() {
@@ -559,14 +559,16 @@ launch_crd_etcd() { launch_etcd_as crd-etcd "$CRD_ETCD_BIN" CRD_ETCD_PORT; }
 launch_apiserver() {
   read -r API_PORT < <(free_ports 1)
   # Without nodes no Service is proxied: the kubernetes Service gets no endpoints.
-  local endpoint_reconciler=none node_args=()
+  local endpoint_reconciler=none authorization=RBAC node_args=()
   if [[ -n $NODE_NAME ]]; then
     endpoint_reconciler=lease
+    authorization=Node,RBAC
     node_args=(
-      "--authorization-mode=Node,RBAC"
       --enable-admission-plugins=NodeRestriction
       --kubelet-client-certificate="$PKI/kubelet-client.crt"
       --kubelet-client-key="$PKI/kubelet-client.key"
+      # The node's address, never its name: nothing resolves it.
+      --kubelet-preferred-address-types=InternalIP
     )
   fi
   launch "$DIR/kube-apiserver.pid" "$LOGS/kube-apiserver.log" "$APISERVER_BIN" \
@@ -580,7 +582,7 @@ launch_apiserver() {
     --tls-private-key-file="$PKI/server.key" \
     --client-ca-file="$PKI/ca.crt" \
     --token-auth-file="$PKI/tokens.csv" \
-    --authorization-mode=RBAC \
+    --authorization-mode="$authorization" \
     --service-account-key-file="$PKI/sa.pub" \
     --service-account-signing-key-file="$PKI/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc \
@@ -807,7 +809,10 @@ cmd_status() {
     fi
   done
   if ((ok == 0)) && [[ -f $DIR/env ]]; then
-    API_PORT=$(sed -n 's|^CONTROL_PLANE_SERVER=https://.*:||p' "$DIR/env")
+    local server
+    server=$(sed -n 's|^CONTROL_PLANE_SERVER=https://||p' "$DIR/env")
+    API_ADDRESS=${server%:*}
+    API_PORT=${server##*:}
     CRD_PORT=$(sed -n 's|^CRD_SERVER=https://127.0.0.1:||p' "$DIR/env")
     if apiserver_ready; then
       printf 'readyz: ok\n'
