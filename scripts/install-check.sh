@@ -461,13 +461,28 @@ namespace_checks() {
   tenant_manifest team-gone install-gone https://gone.example.com | k apply -f - >/dev/null
   check "team-gone/web is Applied" wait_for 120 "team-gone/web Applied" bcors_ready team-gone web Applied
   check "install-gone holds its rules" bucket_cors_is install-gone "$(expected_rules https://gone.example.com)"
-  local start=$SECONDS
+  local start=$SECONDS watcher
+  # The namespace controller removes the Secret and the BucketCors together: when the Secret
+  # goes first the operator cannot act, releases the object and says so (CleanupSkipped).
+  k get events -n team-gone --watch -o 'custom-columns=REASON:.reason,MESSAGE:.message' \
+    >"$STATE/team-gone-events" 2>&1 &
+  watcher=$!
   k delete namespace team-gone --wait=false >/dev/null
   check "deleting namespace team-gone (a BucketCors and its Secret) finishes" \
     wait_for 180 "namespace team-gone gone" namespace_gone team-gone
   log "namespace team-gone deleted in $((SECONDS - start))s"
-  check "deletionPolicy Delete was carried out: install-gone has no CORS configuration" \
-    bucket_cors_is install-gone none
+  kill "$watcher" 2>/dev/null || true
+  wait "$watcher" 2>/dev/null || true
+  local cors logs
+  cors=$(bucket_cors install-gone)
+  k logs -n "$RELEASE_NS" -l "$SELECTOR" --tail=-1 --prefix >"$STATE/operator-logs" 2>&1 || true
+  logs=$(grep -F team-gone "$STATE/operator-logs") || true
+  if [[ $cors == none ]]; then
+    check "deletionPolicy Delete was carried out: install-gone has no CORS configuration" true
+  else
+    check "the deletion policy was skipped (the Secret went first) and the skip reported: $(grep -h -m1 -E 'CleanupSkipped|deleted without' "$STATE/team-gone-events" - <<<"$logs" | cut -c1-160)" \
+      grep -q -E 'CleanupSkipped|deleted without' "$STATE/team-gone-events" - <<<"$logs"
+  fi
 }
 
 uninstall_checks() {
