@@ -382,7 +382,8 @@ print(*[x.getsockname()[1] for x in s])')
 }
 
 node_ready() {
-  [[ $(kubectl_ get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]
+  # stderr: discovery complains about bucketcors.dev until its CRDs exist.
+  [[ $(kubectl_ get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 
 # The kubernetes Service reaches kube-apiserver through kube-proxy's rules.

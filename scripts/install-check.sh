@@ -492,6 +492,9 @@ uninstall_checks() {
 main() {
   local start=$SECONDS
   trap cleanup EXIT
+  # A signal ends the run through the EXIT trap, which takes the cluster down.
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   HELM=$("$ROOT/scripts/chart-check.sh" helm-path)
   "$ROOT/scripts/tools.sh" >/dev/null
   log "building the image"
