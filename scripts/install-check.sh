@@ -24,7 +24,8 @@
 #     (node cordoned: no replacement starts) lets the standby take the Lease within the
 #     Lease's duration;
 #   - deleting a namespace holding a BucketCors and its Secret finishes, with the deletion
-#     policy carried out;
+#     policy carried out (or, when the Secret went first, the skip reported); with the
+#     Secret deleted first, the skip is in the operator's log;
 #   - helm uninstall leaves the CRD and the objects.
 #
 # Environment:
@@ -481,6 +482,23 @@ namespace_checks() {
   fi
 }
 
+# The skip made certain: the Secret deleted before the namespace.
+skip_checks() {
+  aws_ s3api create-bucket --bucket install-skip >/dev/null
+  tenant_manifest team-skip install-skip https://skip.example.com | k apply -f - >/dev/null
+  check "team-skip/web is Applied" wait_for 120 "team-skip/web Applied" bcors_ready team-skip web Applied
+  k delete secret s3-credentials -n team-skip >/dev/null
+  k delete namespace team-skip --wait=false >/dev/null
+  check "deleting namespace team-skip, whose Secret went first, finishes" \
+    wait_for 180 "namespace team-skip gone" namespace_gone team-skip
+  check "install-skip keeps its rules (the policy could not be carried out)" \
+    bucket_cors_is install-skip "$(expected_rules https://skip.example.com)"
+  local logs
+  logs=$(k logs -n "$RELEASE_NS" -l "$SELECTOR" --tail=-1 2>&1) || true
+  logs=$(grep -F team-skip <<<"$logs" | grep -E 'CleanupSkipped') || true
+  check "the operator's log reports the skip: $(head -n 1 <<<"$logs" | cut -c1-200)" test -n "$logs"
+}
+
 uninstall_checks() {
   check "helm uninstall" helm_ uninstall "$RELEASE" -n "$RELEASE_NS" --wait --timeout 2m
   check "the BucketCors CRD is still there" k_crd get crd bucketcors.bucketcors.dev
@@ -518,6 +536,7 @@ main() {
   upgrade_checks
   leader_checks
   namespace_checks
+  skip_checks
   uninstall_checks
   log "finished in $((SECONDS - start))s"
   echo "install-check: $PASSED passed, $FAILED failed"
