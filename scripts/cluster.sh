@@ -498,11 +498,14 @@ remove_kube_iptables() {
 }
 
 # kubelet writes the pods' logs under /var/log/pods (a fixed path in v1.20) and removes them
-# only when it collects a deleted pod; those of the pods in $DIR/pod-uids go here.
+# only when it collects a deleted pod, once a minute; those of every pod this kubelet ran
+# (named in its log, and in $DIR/pod-uids) go here.
 remove_pod_logs() {
-  [[ -f $DIR/pod-uids ]] || return 0
-  local uid link
-  for uid in $(<"$DIR/pod-uids"); do
+  local uid link uids=""
+  [[ -f $DIR/pod-uids ]] && uids=$(<"$DIR/pod-uids")
+  [[ -f $LOGS/kubelet.log ]] &&
+    uids+=" $(grep -oE '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}' "$LOGS/kubelet.log" | sort -u | tr '\n' ' ')"
+  for uid in $uids; do
     [[ $uid =~ ^[0-9a-f-]{36}$ ]] || continue
     rm -rf /var/log/pods/*_"$uid"
   done
