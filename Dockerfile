@@ -1,15 +1,28 @@
 # syntax=docker/dockerfile:1
-# A small non-root image: the release binary on distroless (glibc, CA certificates, no shell).
+# A small non-root image FROM scratch: the release binary, the loader and shared libraries it
+# needs, and the CA certificates, all from Debian bookworm's packages (scripts/image.sh rootfs).
+# `make image` builds the same last stage with podman, from a root file system made here.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # cmake and clang build aws-lc-rs, the TLS crypto of both the AWS SDK and kube.
-RUN apt-get update && apt-get install -y --no-install-recommends cmake clang && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends cmake clang
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-RUN cargo build --release --locked --bin bucketcors && strip target/release/bucketcors
+COPY scripts/image.sh ./scripts/image.sh
+RUN cargo build --release --locked --bin bucketcors && \
+    scripts/image.sh rootfs target/release/bucketcors /rootfs
 
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/bucketcors /usr/local/bin/bucketcors
+FROM scratch
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/bucketcors/bucketcors
+COPY --from=build /rootfs/ /
+LABEL org.opencontainers.image.title="bucketcors" \
+      org.opencontainers.image.description="Kubernetes operator that keeps the CORS configuration of S3 buckets equal to BucketCors resources" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 USER 65532:65532
 EXPOSE 8080 8081
 ENTRYPOINT ["/usr/local/bin/bucketcors"]

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help test lint crd build clean demo demo-down tools chart-check argocd-check bench cold-check
+.PHONY: help test lint crd build clean demo demo-down tools chart-check argocd-check bench cold-check image cluster-up cluster-down install-check
 
 # Tools the tests and the demo install (kubectl, aws, moto, helm) are linked here.
 export PATH := $(or $(BUCKETCORS_CACHE),$(HOME)/.cache/bucketcors)/bin:$(PATH)
@@ -45,6 +45,18 @@ chart-check: ## Lint, render and validate the Helm chart (pinned helm and kubern
 
 argocd-check: ## Argo CD health checks (argocd/) against their test data, under Lua 5.1
 	scripts/argocd-health.sh
+
+image: ## Build the operator's image with podman, nothing pulled (target/image/bucketcors-VERSION.oci.tar)
+	scripts/image.sh build
+
+cluster-up: ## A single-node cluster (kubelet, containerd, kube-proxy, ...) in target/cluster
+	scripts/cluster.sh up $(CURDIR)/target/cluster
+
+cluster-down: ## Stop what `make cluster-up` started
+	scripts/cluster.sh down $(CURDIR)/target/cluster
+
+install-check: ## The image and the chart installed with helm into a single-node cluster
+	scripts/install-check.sh
 
 lint: ## cargo fmt --check, clippy with warnings as errors, shellcheck on the scripts
 	$(CARGO) fmt --check

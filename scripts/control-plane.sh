@@ -9,6 +9,9 @@
 # Usage:
 #   control-plane.sh build          ensure kube-apiserver and etcd binaries exist
 #                                   (the CRD server's: crd-server.sh build)
+#   control-plane.sh build-node     ensure kube-controller-manager, kube-scheduler,
+#                                   kubelet and kube-proxy exist (scripts/cluster.sh
+#                                   runs them); prints NAME=PATH lines
 #   control-plane.sh up DIR         start etcd + kube-apiserver and the CRD server
 #                                   behind it, state kept in DIR
 #   control-plane.sh down DIR       stop what `up DIR` started
@@ -30,6 +33,12 @@
 #   KUBEBUILDER_ASSETS     directory holding kube-apiserver and etcd (envtest)
 #   BUCKETCORS_CACHE       cache root (default: $HOME/.cache/bucketcors)
 #   BUCKETCORS_CP_TIMEOUT  start-up deadline in seconds (default: 120)
+#   BUCKETCORS_CP_ADDRESS  kube-apiserver's address (default: 127.0.0.1); scripts/cluster.sh
+#                          gives its bridge's, which pods reach
+#   BUCKETCORS_CP_NODE     a node that will join (scripts/cluster.sh): kube-apiserver adds
+#                          the Node authorizer, NodeRestriction and the kubernetes Service's
+#                          endpoints, and tokens.csv identities for the node, the
+#                          controller-manager, the scheduler and kube-proxy
 #   BUCKETCORS_DEBIAN_MIRROR, BUCKETCORS_DEBIAN_SECURITY_MIRROR
 #                          override the Debian mirrors found in the apt sources
 #                          (crd-server.sh takes the first one for sid)
@@ -58,6 +67,8 @@ readonly CRD_SERVICE_NAMESPACE=kube-system
 
 CACHE=${BUCKETCORS_CACHE:-$HOME/.cache/bucketcors}
 TIMEOUT=${BUCKETCORS_CP_TIMEOUT:-120}
+API_ADDRESS=${BUCKETCORS_CP_ADDRESS:-127.0.0.1}
+NODE_NAME=${BUCKETCORS_CP_NODE:-}
 
 log() { printf 'control-plane: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -175,8 +186,10 @@ fetch_etcd() {
   log "etcd ready: $ETCD_CACHED"
 }
 
-build_apiserver() {
-  log "building kube-apiserver v$K8S_VERSION from Debian $DEBIAN_SUITE sources (takes several minutes)"
+# Unpacks Go and Debian's kubernetes source (patched, with the reflect2 fix) into
+# $WORK, once per run; sets KUBE_SRC and KUBE_GOROOT.
+prepare_kubernetes_source() {
+  [[ -n ${KUBE_SRC:-} ]] && return 0
   local tools=$WORK/tools src=$WORK/kubernetes
   apt_extract "$tools" "$GO_PACKAGE-go" "$GO_PACKAGE-src" golang-github-modern-go-reflect2-dev
   local goroot=$tools/usr/lib/go-${GO_PACKAGE#golang-}
@@ -201,7 +214,7 @@ build_apiserver() {
   rm -rf "$src/vendor/github.com/modern-go/reflect2"
   cp -r "$tools/usr/share/gocode/src/github.com/modern-go/reflect2" "$src/vendor/github.com/modern-go/reflect2"
 
-  # The tarball is not a git checkout; pin what `kube-apiserver --version` reports.
+  # The tarball is not a git checkout; pin what `--version` reports.
   cat >"$WORK/version.env" <<EOF
 KUBE_GIT_COMMIT='faecb196815e248d3ecfb03c680a4507229c2a56'
 KUBE_GIT_TREE_STATE='archive'
@@ -211,7 +224,8 @@ KUBE_GIT_MINOR='$(cut -d. -f2 <<<"$K8S_VERSION")'
 EOF
 
   mkdir -p "$WORK/bin"
-  if ! command -v rsync >/dev/null; then
+  # A real rsync says so; anything else on PATH under that name is not trusted.
+  if ! rsync --version 2>/dev/null | grep -q '^rsync  *version'; then
     # The build only uses rsync as `rsync -pc FILE... DIR` to place binaries.
     cat >"$WORK/bin/rsync" <<'EOF'
 #!/bin/sh
@@ -226,25 +240,70 @@ while [ $# -gt 1 ]; do cp -p "$1" "$dest"/; shift; done
 EOF
     chmod +x "$WORK/bin/rsync"
   fi
+  KUBE_SRC=$src
+  KUBE_GOROOT=$goroot
+}
 
+# Builds cmd/$1 of the kubernetes source and installs it at $2, checking the
+# version it reports. Builds in one run share their Go build cache.
+build_kubernetes_command() {
+  local name=$1 dest=$2 start=$SECONDS
+  log "building $name v$K8S_VERSION from Debian $DEBIAN_SUITE sources (takes several minutes)"
+  prepare_kubernetes_source
   # GOPATH mode with vendor/, offline, static: the way upstream 1.20 builds.
   env -u GOFLAGS -u GOPATH \
-    PATH="$goroot/bin:$WORK/bin:$PATH" \
-    GOROOT="$goroot" \
+    PATH="$KUBE_GOROOT/bin:$WORK/bin:$PATH" \
+    GOROOT="$KUBE_GOROOT" \
     GOCACHE="$WORK/gocache" \
     GOENV=off \
     GOPROXY=off \
     GO111MODULE=off \
     CGO_ENABLED=0 \
     KUBE_GIT_VERSION_FILE="$WORK/version.env" \
-    make -C "$src" WHAT=cmd/kube-apiserver >&2
+    nice -n 10 make -C "$KUBE_SRC" WHAT="cmd/$name" >&2
 
-  local bin=$src/_output/bin/kube-apiserver
+  local bin=$KUBE_SRC/_output/bin/$name
   local version
   version=$("$bin" --version)
-  [[ $version == "Kubernetes v$K8S_VERSION" ]] || die "unexpected kube-apiserver version: $version"
-  install_atomically "$bin" "$APISERVER_CACHED"
-  log "kube-apiserver ready: $APISERVER_CACHED"
+  [[ $version == "Kubernetes v$K8S_VERSION" ]] || die "unexpected $name version: $version"
+  install_atomically "$bin" "$dest"
+  log "$name ready after $((SECONDS - start))s: $dest"
+}
+
+build_apiserver() { build_kubernetes_command kube-apiserver "$APISERVER_CACHED"; }
+
+# What a node and the rest of the control plane run (scripts/cluster.sh), from
+# the same source as kube-apiserver.
+readonly NODE_COMMANDS=(kube-controller-manager kube-scheduler kubelet kube-proxy)
+NODE_CACHE="$CACHE/kubernetes-v$K8S_VERSION"
+
+ensure_node_binaries() {
+  local name missing=()
+  for name in "${NODE_COMMANDS[@]}"; do
+    [[ -x $NODE_CACHE/$name ]] || missing+=("$name")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.lock"
+  flock 9
+  rm -rf "$CACHE"/.work.*
+  WORK=$(mktemp -d "$CACHE/.work.XXXXXX")
+  trap 'rm -rf "$WORK"' EXIT
+  for name in "${missing[@]}"; do
+    [[ -x $NODE_CACHE/$name ]] || build_kubernetes_command "$name" "$NODE_CACHE/$name"
+  done
+  rm -rf "$WORK"
+  trap - EXIT
+  exec 9>&-
+}
+
+cmd_build_node() {
+  local start=$SECONDS name
+  ensure_node_binaries
+  log "node binaries available after $((SECONDS - start))s"
+  for name in "${NODE_COMMANDS[@]}"; do
+    printf '%s=%s\n' "$name" "$NODE_CACHE/$name"
+  done
 }
 
 cmd_build() {
@@ -327,7 +386,7 @@ gen_pki() (
   umask 077
   mkdir -p "$PKI"
   [[ -f $PKI/server.crt && -f $PKI/sa.key && -f $PKI/tokens.csv && -f $PKI/crd-server.crt &&
-    -f $PKI/front-proxy-client.crt ]] && exit 0
+    -f $PKI/front-proxy-client.crt && -f $PKI/kubelet-client.crt ]] && exit 0
   log "generating certificates and keys in $PKI"
   # rustls/webpki refuse a CA certificate as the server certificate, so use a
   # separate CA and a leaf with IP SANs.
@@ -347,7 +406,7 @@ keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
-subjectAltName = IP:127.0.0.1, DNS:localhost, IP:$SERVICE_IP, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc
+subjectAltName = IP:127.0.0.1, DNS:localhost, IP:$API_ADDRESS, IP:$SERVICE_IP, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc
 [v3_crd_server]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -389,16 +448,32 @@ EOF
     -extfile "$PKI/openssl.cnf" -extensions v3_client -out "$PKI/front-proxy-client.crt" 2>/dev/null
   openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
   openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  # kube-apiserver's client certificate toward kubelets (scripts/cluster.sh).
+  openssl req -new -nodes "${ec[@]}" -config "$PKI/openssl.cnf" \
+    -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -keyout "$PKI/kubelet-client.key" -out "$PKI/kubelet-client.csr" 2>/dev/null
+  openssl x509 -req -days 3650 -in "$PKI/kubelet-client.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+    -CAserial "$PKI/ca.srl" -extfile "$PKI/openssl.cnf" -extensions v3_client \
+    -out "$PKI/kubelet-client.crt" 2>/dev/null
   # token,user,uid,"groups"
   printf '%s,admin,admin,"system:masters"\n' "$(openssl rand -hex 32)" >"$PKI/tokens.csv"
+  if [[ -n $NODE_NAME ]]; then
+    # The identities the default RBAC roles and the Node authorizer know.
+    {
+      printf '%s,system:kube-controller-manager,kcm\n' "$(openssl rand -hex 32)"
+      printf '%s,system:kube-scheduler,scheduler\n' "$(openssl rand -hex 32)"
+      printf '%s,system:kube-proxy,kube-proxy\n' "$(openssl rand -hex 32)"
+      printf '%s,system:node:%s,node,"system:nodes"\n' "$(openssl rand -hex 32)" "$NODE_NAME"
+    } >>"$PKI/tokens.csv"
+  fi
 )
 
-admin_token() { cut -d, -f1 "$PKI/tokens.csv"; }
+admin_token() { awk -F, '$2 == "admin" { print $1 }' "$PKI/tokens.csv"; }
 
 # curl against the API server as admin, keeping the token out of argv.
 api_get() {
   printf 'header = "Authorization: Bearer %s"\n' "$(admin_token)" |
-    curl -K - -fsS --max-time 5 --cacert "$PKI/ca.crt" "https://127.0.0.1:$API_PORT$1"
+    curl -K - -fsS --max-time 5 --cacert "$PKI/ca.crt" "https://$API_ADDRESS:$API_PORT$1"
 }
 
 # api_get with method $1 on path $2, and body $3 (of media type $4, default
@@ -408,7 +483,7 @@ api_send() {
   (($# > 2)) && body=(-H "Content-Type: ${4:-application/json}" --data-binary "$3")
   printf 'header = "Authorization: Bearer %s"\n' "$(admin_token)" |
     curl -K - -fsS --max-time 10 --cacert "$PKI/ca.crt" -X "$1" "${body[@]}" \
-      "https://127.0.0.1:$API_PORT$2"
+      "https://$API_ADDRESS:$API_PORT$2"
 }
 
 # True when the etcd on port $1 reports itself healthy.
@@ -422,7 +497,7 @@ etcd_healthy() { etcd_answers "$ETCD_PORT"; }
 crd_etcd_healthy() { etcd_answers "$CRD_ETCD_PORT"; }
 
 apiserver_ready() {
-  [[ $(curl -fsS --max-time 5 --cacert "$PKI/ca.crt" "https://127.0.0.1:$API_PORT/readyz") == ok ]]
+  [[ $(curl -fsS --max-time 5 --cacert "$PKI/ca.crt" "https://$API_ADDRESS:$API_PORT/readyz") == ok ]]
 }
 
 crd_server_ready() {
@@ -483,10 +558,23 @@ launch_crd_etcd() { launch_etcd_as crd-etcd "$CRD_ETCD_BIN" CRD_ETCD_PORT; }
 
 launch_apiserver() {
   read -r API_PORT < <(free_ports 1)
+  # Without nodes no Service is proxied: the kubernetes Service gets no endpoints.
+  local endpoint_reconciler=none authorization=RBAC node_args=()
+  if [[ -n $NODE_NAME ]]; then
+    endpoint_reconciler=lease
+    authorization=Node,RBAC
+    node_args=(
+      --enable-admission-plugins=NodeRestriction
+      --kubelet-client-certificate="$PKI/kubelet-client.crt"
+      --kubelet-client-key="$PKI/kubelet-client.key"
+      # The node's address, never its name: nothing resolves it.
+      --kubelet-preferred-address-types=InternalIP
+    )
+  fi
   launch "$DIR/kube-apiserver.pid" "$LOGS/kube-apiserver.log" "$APISERVER_BIN" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 \
+    --bind-address="$API_ADDRESS" \
+    --advertise-address="$API_ADDRESS" \
     --secure-port="$API_PORT" \
     --insecure-port=0 \
     --cert-dir="$PKI" \
@@ -494,12 +582,12 @@ launch_apiserver() {
     --tls-private-key-file="$PKI/server.key" \
     --client-ca-file="$PKI/ca.crt" \
     --token-auth-file="$PKI/tokens.csv" \
-    --authorization-mode=RBAC \
+    --authorization-mode="$authorization" \
     --service-account-key-file="$PKI/sa.pub" \
     --service-account-signing-key-file="$PKI/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc \
     --service-cluster-ip-range="$SERVICE_CIDR" \
-    --endpoint-reconciler-type=none \
+    --endpoint-reconciler-type="$endpoint_reconciler" \
     --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
     --requestheader-allowed-names=front-proxy-client \
     --requestheader-username-headers=X-Remote-User \
@@ -507,7 +595,8 @@ launch_apiserver() {
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
     --proxy-client-key-file="$PKI/front-proxy-client.key" \
-    --profiling=false
+    --profiling=false \
+    "${node_args[@]}"
 }
 
 # The CRD server trusts the identity headers of the aggregator's front-proxy
@@ -571,11 +660,11 @@ EOF
 }
 
 write_kubeconfig() {
-  write_kubeconfig_file "$DIR/kubeconfig" "https://127.0.0.1:$API_PORT"
+  write_kubeconfig_file "$DIR/kubeconfig" "https://$API_ADDRESS:$API_PORT"
   write_kubeconfig_file "$DIR/crd-server.kubeconfig" "https://127.0.0.1:$CRD_PORT"
   {
     printf 'KUBECONFIG=%q\n' "$DIR/kubeconfig"
-    printf 'CONTROL_PLANE_SERVER=%q\n' "https://127.0.0.1:$API_PORT"
+    printf 'CONTROL_PLANE_SERVER=%q\n' "https://$API_ADDRESS:$API_PORT"
     printf 'CONTROL_PLANE_ETCD=%q\n' "http://127.0.0.1:$ETCD_PORT"
     printf 'CRD_SERVER_KUBECONFIG=%q\n' "$DIR/crd-server.kubeconfig"
     printf 'CRD_SERVER=%q\n' "https://127.0.0.1:$CRD_PORT"
@@ -664,7 +753,7 @@ cmd_up() {
   start_with_retry crd-etcd launch_crd_etcd crd_etcd_healthy || die "the CRD server's etcd did not start"
   # The CRD server has kube-apiserver review its clients' tokens and requests:
   # it starts once kube-apiserver answers, while that finishes bootstrapping.
-  write_kubeconfig_file "$PKI/core-admin.kubeconfig" "https://127.0.0.1:$API_PORT"
+  write_kubeconfig_file "$PKI/core-admin.kubeconfig" "https://$API_ADDRESS:$API_PORT"
   log "starting the CRD server (apiextensions-apiserver $CRD_SERVER_VERSION)"
   launch_crd_server
   local rc=0
@@ -688,7 +777,7 @@ cmd_up() {
   done
   write_kubeconfig
   trap - EXIT
-  log "ready after $((SECONDS - start))s at https://127.0.0.1:$API_PORT (etcd http://127.0.0.1:$ETCD_PORT)," \
+  log "ready after $((SECONDS - start))s at https://$API_ADDRESS:$API_PORT (etcd http://127.0.0.1:$ETCD_PORT)," \
     "CRD server $CRD_SERVER_VERSION at https://127.0.0.1:$CRD_PORT (etcd http://127.0.0.1:$CRD_ETCD_PORT)"
   printf '%s\n' "$DIR/kubeconfig"
 }
@@ -720,7 +809,10 @@ cmd_status() {
     fi
   done
   if ((ok == 0)) && [[ -f $DIR/env ]]; then
-    API_PORT=$(sed -n 's|^CONTROL_PLANE_SERVER=https://127.0.0.1:||p' "$DIR/env")
+    local server
+    server=$(sed -n 's|^CONTROL_PLANE_SERVER=https://||p' "$DIR/env")
+    API_ADDRESS=${server%:*}
+    API_PORT=${server##*:}
     CRD_PORT=$(sed -n 's|^CRD_SERVER=https://127.0.0.1:||p' "$DIR/env")
     if apiserver_ready; then
       printf 'readyz: ok\n'
@@ -757,6 +849,7 @@ main() {
   shift || true
   case $cmd in
     build) cmd_build ;;
+    build-node) cmd_build_node ;;
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;

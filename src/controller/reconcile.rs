@@ -377,6 +377,9 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
                 "deleted without {undoing}: {}: {}",
                 outcome.reason, outcome.message
             );
+            // Logged as well as published: in a namespace being deleted (whose Secret may go
+            // first) the API server refuses the Event.
+            tracing::warn!(object = %ObjectRef::from(obj), reason = CLEANUP_SKIPPED, "{note}");
             publish(obj, ctx, EventType::Warning, CLEANUP_SKIPPED, &note).await;
             Ok(Action::await_change())
         }
