@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod cli;
 pub mod constraints;
 pub mod controller;
 pub mod cors;

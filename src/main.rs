@@ -29,6 +29,16 @@ struct Cli {
 enum Command {
     /// Run the controller (kube config: in-cluster, then KUBECONFIG / ~/.kube/config).
     Run(Box<RunArgs>),
+    /// Print a BucketCors manifest for a live bucket's CORS configuration, or for a cors.json
+    /// (the aws CLI's JSON) or S3 XML document.
+    Import(Box<bucketcors::cli::ImportArgs>),
+    /// Write the rules of BucketCors manifests as the aws CLI's JSON or S3's XML.
+    Export(bucketcors::cli::ExportArgs),
+    /// Check manifests offline as the API server and the operator would.
+    Validate(bucketcors::cli::ValidateArgs),
+    /// Say what a browser's preflight gets from a bucket's rules, and with --live what the
+    /// store answers.
+    Explain(Box<bucketcors::cli::ExplainArgs>),
     /// Print a CustomResourceDefinition as YAML.
     Crd {
         /// Which one: `bucketcors` (the default, as crds/bucketcors.yaml holds it) or
@@ -133,8 +143,25 @@ enum PutChecksumArg {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    let status = match Cli::parse().command {
+        Command::Import(args) => bucketcors::cli::import(*args).await,
+        Command::Export(args) => bucketcors::cli::export(args),
+        Command::Validate(args) => bucketcors::cli::validate(args),
+        Command::Explain(args) => bucketcors::cli::explain(*args).await,
+        other => run_or_print(other).await.map(|()| bucketcors::cli::OK),
+    };
+    match status {
+        Ok(code) => Ok(std::process::ExitCode::from(code)),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            Ok(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+async fn run_or_print(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Crd { which } => {
             match which.as_str() {
                 "clusterbucketstore" => print!("{}", bucketcors::store_crd_yaml()),
@@ -143,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => run(*args).await,
+        _ => unreachable!("handled by main"),
     }
 }
 

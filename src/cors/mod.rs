@@ -9,8 +9,8 @@ mod validate;
 pub use crate::constraints::FieldError;
 pub use diff::{Plan, describe_drift, diff, normalise};
 pub use preflight::{
-    BadPreflight, CORS_VARY, CorsDecision, CorsRequest, CorsResponseHeaders, evaluate,
-    parse_request_headers, wildcard_match,
+    BadPreflight, CORS_VARY, CorsDecision, CorsRequest, CorsResponseHeaders, Mismatch, evaluate,
+    parse_request_headers, rule_mismatches, wildcard_match,
 };
 pub use rule::{CorsRule, METHODS};
 pub use validate::{

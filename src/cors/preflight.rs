@@ -8,8 +8,12 @@
 //! bucket?") and the CORS configuration reference:
 //!
 //! 1. A preflight must carry `Origin` and `Access-Control-Request-Method`; without either S3
-//!    answers 400 ([`CorsDecision::BadRequest`]). An actual request without `Origin` is not a
-//!    cross-origin request and gets no CORS headers ([`CorsDecision::Denied`]).
+//!    answers 400 ([`CorsDecision::BadRequest`]), except on a bucket with no CORS configuration,
+//!    where a preflight with an `Origin` but no `Access-Control-Request-Method` gets 403 ("CORS
+//!    is not enabled for this bucket", [`CorsDecision::Denied`]). An actual request without
+//!    `Origin` is not a cross-origin request and gets no CORS headers ([`CorsDecision::Denied`]).
+//!    An actual (non-`OPTIONS`) request that carries `Access-Control-Request-Method` is matched
+//!    on that header's method rather than its own ([`CorsRequest::request_method_header`]).
 //! 2. The rules are tried in order and the **first** rule that matches is used; later rules are
 //!    not looked at, even when they are more specific. A rule matches when all of these hold:
 //!    - the `Origin` matches one of its `AllowedOrigin`s, case-sensitively. An `AllowedOrigin`
@@ -34,8 +38,9 @@
 //!      which browsers refuse for credentialed requests anyway);
 //!    - `Access-Control-Allow-Methods`: all of the rule's `AllowedMethod`s, joined with `", "`
 //!      (not only the requested one);
-//!    - `Access-Control-Allow-Headers`: for a preflight that requested headers, those headers as
-//!      the request spelled them, joined with `", "`;
+//!    - `Access-Control-Allow-Headers`: for a preflight that requested headers, those headers
+//!      lower-cased (AWS answers `content-type, x-amz-date` to `Content-Type, X-Amz-Date`),
+//!      joined with `", "`;
 //!    - `Access-Control-Expose-Headers`: the rule's `ExposeHeader`s joined with `", "`, when it
 //!      has any;
 //!    - `Access-Control-Max-Age`: the rule's `MaxAgeSeconds`, when set (absent is not 0);
@@ -65,6 +70,10 @@
 //! - `Access-Control-Allow-Methods` holds only the requested method, not the rule's list;
 //! - `Access-Control-Expose-Headers` (and, in most releases, `Access-Control-Allow-Headers`) is
 //!   joined with `","`, without a space;
+//! - `Access-Control-Allow-Headers` holds the requested headers as the request spelled them
+//!   (`Content-Type`), where AWS lower-cases them (`content-type`);
+//! - on a bucket without CORS configuration, a preflight without
+//!   `Access-Control-Request-Method` gets 400, where AWS answers 403 (Garage does the same);
 //! - when nothing matches (or the bucket has no CORS configuration) it answers 403
 //!   `AccessDenied`, with its generic error body rather than AWS's `CORSResponse:` message;
 //! - it selects the first rule whose `AllowedOrigin` matches, and then requires the method (and,
@@ -85,7 +94,12 @@
 //! - it applies CORS to a preflight only for a bucket with a global alias: for any other bucket
 //!   name (including one made with S3's CreateBucket, which gets a key-local alias) it allows
 //!   every origin, method and header;
+//! - on a bucket without CORS configuration, a preflight without
+//!   `Access-Control-Request-Method` gets 400, where AWS answers 403;
 //! - when nothing matches it answers 403 ("This CORS request is not allowed.").
+//!
+//! Neither store is checked here for an actual request that carries
+//! `Access-Control-Request-Method` (AWS matches it on that header's method).
 
 use super::rule::CorsRule;
 
@@ -110,6 +124,9 @@ pub struct CorsRequest<'a> {
     pub request_headers: Vec<&'a str>,
     /// An `OPTIONS` preflight rather than the actual request.
     pub preflight: bool,
+    /// For an actual request, its `Access-Control-Request-Method` header, if it carries one:
+    /// AWS then matches the rules on that method instead of the request's own.
+    pub request_method_header: Option<&'a str>,
 }
 
 impl<'a> CorsRequest<'a> {
@@ -121,6 +138,7 @@ impl<'a> CorsRequest<'a> {
             method: Some(method),
             request_headers: Vec::new(),
             preflight: true,
+            request_method_header: None,
         }
     }
 
@@ -130,6 +148,12 @@ impl<'a> CorsRequest<'a> {
             preflight: false,
             ..CorsRequest::preflight(origin, method)
         }
+    }
+
+    /// An actual request that also carries `Access-Control-Request-Method: method`.
+    pub fn request_method_header(mut self, method: &'a str) -> Self {
+        self.request_method_header = Some(method);
+        self
     }
 
     /// The header names the preflight asks for, one per item.
@@ -210,7 +234,7 @@ pub struct CorsResponseHeaders {
     pub allow_origin: String,
     /// `Access-Control-Allow-Methods`: the matched rule's methods, in its order.
     pub allow_methods: Vec<String>,
-    /// `Access-Control-Allow-Headers`: the headers the preflight asked for. Empty for an actual
+    /// `Access-Control-Allow-Headers`: the headers the preflight asked for, lower-cased. Empty for an actual
     /// request or a preflight that asked for none, and then not sent.
     pub allow_headers: Vec<String>,
     /// `Access-Control-Expose-Headers`: the matched rule's expose headers; not sent when empty.
@@ -259,8 +283,14 @@ impl CorsResponseHeaders {
 
 /// What S3 answers to `request` on a bucket holding `rules`, in order.
 pub fn evaluate(rules: &[CorsRule], request: &CorsRequest<'_>) -> CorsDecision {
-    let (origin, method) = match (request.origin, request.method) {
+    let method = match request.request_method_header {
+        Some(header) if !request.preflight => Some(header),
+        _ => request.method,
+    };
+    let (origin, method) = match (request.origin, method) {
         (Some(origin), Some(method)) => (origin, method),
+        // AWS looks for a configuration before it checks the preflight's method.
+        (Some(_), None) if request.preflight && rules.is_empty() => return CorsDecision::Denied,
         (None, _) if request.preflight => {
             return CorsDecision::BadRequest(BadPreflight::MissingOrigin);
         }
@@ -293,7 +323,7 @@ pub fn evaluate(rules: &[CorsRule], request: &CorsRequest<'_>) -> CorsDecision {
                         "*".to_owned()
                     },
                     allow_methods: rule.allowed_methods.clone(),
-                    allow_headers: requested.iter().map(|h| (*h).to_owned()).collect(),
+                    allow_headers: requested.iter().map(|h| h.to_ascii_lowercase()).collect(),
                     expose_headers: rule.expose_headers.clone(),
                     max_age_seconds: rule.max_age_seconds,
                     allow_credentials: echo,
@@ -303,6 +333,51 @@ pub fn evaluate(rules: &[CorsRule], request: &CorsRequest<'_>) -> CorsDecision {
         }
     }
     CorsDecision::Denied
+}
+
+/// Why one rule does not match a request (the first thing that fails, in the order S3 checks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The origin is not among the rule's `AllowedOrigin`s.
+    Origin,
+    /// The method is not among the rule's `AllowedMethod`s.
+    Method,
+    /// This requested header is not allowed by any of the rule's `AllowedHeader`s.
+    Header(String),
+}
+
+/// For each rule of `rules`, in order, whether it would match `request` on its own (`None`) or
+/// what stops it. [`evaluate`] uses the first rule that matches.
+pub fn rule_mismatches(rules: &[CorsRule], request: &CorsRequest<'_>) -> Vec<Option<Mismatch>> {
+    let method = match request.request_method_header {
+        Some(header) if !request.preflight => Some(header),
+        _ => request.method,
+    };
+    let requested: Vec<&str> = if request.preflight {
+        request
+            .request_headers
+            .iter()
+            .map(|h| trim_ows(h))
+            .filter(|h| !h.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    rules
+        .iter()
+        .map(|rule| {
+            if request.origin.and_then(|o| origin_match(rule, o)).is_none() {
+                Some(Mismatch::Origin)
+            } else if !method.is_some_and(|m| rule.allowed_methods.iter().any(|a| a == m)) {
+                Some(Mismatch::Method)
+            } else {
+                requested
+                    .iter()
+                    .find(|h| !header_allowed(rule, h))
+                    .map(|h| Mismatch::Header((*h).to_owned()))
+            }
+        })
+        .collect()
 }
 
 /// Whether `rule` allows `origin`: `Some(true)` through a specific origin or pattern (the
@@ -574,7 +649,7 @@ mod tests {
                 ("Access-Control-Allow-Methods", "GET, HEAD".to_owned()),
                 (
                     "Access-Control-Allow-Headers",
-                    "Range, x-amz-date".to_owned()
+                    "range, x-amz-date".to_owned()
                 ),
                 (
                     "Access-Control-Expose-Headers",
@@ -690,9 +765,23 @@ mod tests {
             let decision = evaluate(&rules, &request);
             assert_eq!(decision, CorsDecision::BadRequest(bad));
             assert_eq!(decision.preflight_status(), 400);
-            // Even with no rules at all: the request is checked first.
-            assert_eq!(evaluate(&[], &request), CorsDecision::BadRequest(bad));
         }
+        // With no configuration at all, AWS says so (403) before it misses the method; a
+        // preflight without Origin is still a bad request.
+        let no_method = CorsRequest {
+            method: None,
+            ..CorsRequest::preflight(APP, "GET")
+        };
+        assert_eq!(evaluate(&[], &no_method), CorsDecision::Denied);
+        assert_eq!(evaluate(&[], &no_method).preflight_status(), 403);
+        let no_origin = CorsRequest {
+            origin: None,
+            ..CorsRequest::preflight(APP, "GET")
+        };
+        assert_eq!(
+            evaluate(&[], &no_origin),
+            CorsDecision::BadRequest(BadPreflight::MissingOrigin)
+        );
         // An actual request without Origin is simply not a CORS request.
         let plain = CorsRequest {
             origin: None,
@@ -702,15 +791,31 @@ mod tests {
     }
 
     #[test]
-    fn allow_headers_echo_the_requested_headers_as_spelled() {
+    fn allow_headers_echo_the_requested_headers_lower_cased() {
         let rules = [CorsRule::new(["*"], ["PUT"]).allowed_headers(["content-type", "x-amz-*"])];
         let request =
             CorsRequest::preflight(APP, "PUT").request_headers_value("Content-Type,X-Amz-Date");
         let decision = evaluate(&rules, &request);
         assert_eq!(
             decision.headers().unwrap().allow_headers,
-            ["Content-Type", "X-Amz-Date"]
+            ["content-type", "x-amz-date"]
         );
+    }
+
+    #[test]
+    fn an_actual_request_with_a_request_method_header_is_matched_on_that_method() {
+        let rules = [CorsRule::new([APP], ["PUT"])];
+        assert_eq!(
+            evaluate(&rules, &CorsRequest::actual(APP, "GET")),
+            CorsDecision::Denied
+        );
+        let carried = CorsRequest::actual(APP, "GET").request_method_header("PUT");
+        assert_eq!(evaluate(&rules, &carried).matched_rule(), Some(0));
+        let other = CorsRequest::actual(APP, "PUT").request_method_header("GET");
+        assert_eq!(evaluate(&rules, &other), CorsDecision::Denied);
+        // A preflight's method is its Access-Control-Request-Method already.
+        let preflight = CorsRequest::preflight(APP, "PUT").request_method_header("GET");
+        assert_eq!(evaluate(&rules, &preflight).matched_rule(), Some(0));
     }
 
     #[test]
@@ -730,6 +835,28 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(parse_request_headers(value), expected, "{value:?}");
         }
+    }
+
+    #[test]
+    fn each_rule_says_why_it_does_not_match() {
+        let rules = [
+            CorsRule::new(["https://other.example"], ["GET"]),
+            CorsRule::new([APP], ["PUT"]),
+            CorsRule::new([APP], ["GET"]).allowed_headers(["content-type"]),
+            CorsRule::new(["*"], ["GET"]).allowed_headers(["*"]),
+        ];
+        let request =
+            CorsRequest::preflight(APP, "GET").request_headers_value("Content-Type, X-Trace");
+        assert_eq!(
+            rule_mismatches(&rules, &request),
+            [
+                Some(Mismatch::Origin),
+                Some(Mismatch::Method),
+                Some(Mismatch::Header("X-Trace".into())),
+                None
+            ]
+        );
+        assert_eq!(evaluate(&rules, &request).matched_rule(), Some(3));
     }
 
     #[test]
@@ -899,9 +1026,14 @@ mod tests {
                 method: method.as_deref(),
                 request_headers: headers.iter().map(String::as_str).collect(),
                 preflight,
+                request_method_header: None,
             };
             let decision = evaluate(&rules, &request);
             prop_assert_eq!(decision.matched_rule(), reference_evaluate(&rules, &request));
+            if origin.is_some() && method.is_some() {
+                let first_match = rule_mismatches(&rules, &request).iter().position(Option::is_none);
+                prop_assert_eq!(decision.matched_rule(), first_match);
+            }
             match &decision {
                 CorsDecision::Allowed { rule, headers } => {
                     let (origin, method) = (origin.as_deref().unwrap(), method.as_deref().unwrap());
@@ -918,15 +1050,15 @@ mod tests {
                         prop_assert_eq!(headers.allow_origin.as_str(), "*");
                         prop_assert!(rule.allowed_origins.iter().any(|o| o == "*"));
                     }
-                    let requested: Vec<&str> = if preflight {
-                        request.request_headers.iter().map(|h| trim_ows(h)).filter(|h| !h.is_empty()).collect()
+                    let requested: Vec<String> = if preflight {
+                        request.request_headers.iter().map(|h| trim_ows(h)).filter(|h| !h.is_empty()).map(str::to_ascii_lowercase).collect()
                     } else {
                         Vec::new()
                     };
                     prop_assert_eq!(&headers.allow_headers, &requested);
                     prop_assert_eq!(decision.preflight_status(), 200);
                 }
-                CorsDecision::Denied => prop_assert!((origin.is_some() && method.is_some()) || !preflight),
+                CorsDecision::Denied => prop_assert!((origin.is_some() && (method.is_some() || rules.is_empty())) || !preflight),
                 CorsDecision::BadRequest(_) => prop_assert!(preflight && (origin.is_none() || method.is_none())),
             }
         }

@@ -7,7 +7,7 @@ mod sdk;
 use std::fmt;
 use std::future::Future;
 
-pub use sdk::SdkStore;
+pub use sdk::{PreflightAnswer, SdkStore};
 
 use crate::cors::CorsRule;
 use crate::reason::Reason;
@@ -135,6 +135,8 @@ pub enum Operation {
     GetBucketCors,
     PutBucketCors,
     DeleteBucketCors,
+    /// A browser's `OPTIONS` request, sent to check what the store answers.
+    Preflight,
 }
 
 impl Operation {
@@ -143,6 +145,7 @@ impl Operation {
             Operation::GetBucketCors => "GetBucketCors",
             Operation::PutBucketCors => "PutBucketCors",
             Operation::DeleteBucketCors => "DeleteBucketCors",
+            Operation::Preflight => "OPTIONS",
         }
     }
 }

@@ -15,6 +15,7 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_types::body::SdkBody;
 
 use super::guard;
 use super::{BucketTarget, Checksum, CorsStore, Credentials, Operation, RoleSession, S3Error};
@@ -212,6 +213,171 @@ fn needs_path_style(endpoint: &str) -> bool {
             .map_or(authority, |(host, _)| host),
     };
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok()
+}
+
+/// What a store answered to a real preflight ([`SdkStore::preflight`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreflightAnswer {
+    /// The URL the `OPTIONS` went to.
+    pub url: String,
+    pub status: u16,
+    /// The response's headers, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+}
+
+impl PreflightAnswer {
+    /// The value of header `name` (lower case), if the store sent it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Turns the GetBucketCors request the SDK built (its endpoint, addressing style and HTTP
+/// client are the target's) into an unsigned browser preflight for `key`, and keeps the answer.
+#[derive(Debug)]
+struct Preflight {
+    key: String,
+    origin: String,
+    method: String,
+    request_headers: Option<String>,
+    sent_to: Mutex<String>,
+    answer: Arc<Mutex<Option<PreflightAnswer>>>,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for Preflight {
+    fn name(&self) -> &'static str {
+        "Preflight"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let request = context.request_mut();
+        // `…/bucket?cors` (path style) or `…/?cors` (virtual host): the same place, one key down.
+        let uri = request.uri().to_owned();
+        let base = uri.split('?').next().unwrap_or(&uri).trim_end_matches('/');
+        let key: String = self
+            .key
+            .trim_start_matches('/')
+            .split('/')
+            .map(encode_path_segment)
+            .collect::<Vec<_>>()
+            .join("/");
+        let url = format!("{base}/{key}");
+        request.set_uri(url.clone())?;
+        *self.sent_to.lock().expect("preflight URL poisoned") = url;
+        request.set_method("OPTIONS")?;
+        // A browser's preflight carries no credentials: drop the signature and the SDK's own
+        // headers, keep Host.
+        let headers = request.headers_mut();
+        let drop: Vec<String> = headers
+            .iter()
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .filter(|name| {
+                name == "authorization"
+                    || name.starts_with("x-amz-")
+                    || name.starts_with("amz-sdk-")
+                    || name == "user-agent"
+            })
+            .collect();
+        for name in drop {
+            headers.remove(name);
+        }
+        headers.insert("Origin", self.origin.clone());
+        headers.insert("Access-Control-Request-Method", self.method.clone());
+        if let Some(requested) = &self.request_headers {
+            headers.insert("Access-Control-Request-Headers", requested.clone());
+        }
+        *request.body_mut() = SdkBody::empty();
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let response = context.response();
+        let url = self.sent_to.lock().expect("preflight URL poisoned").clone();
+        let answer = PreflightAnswer {
+            url,
+            status: response.status().as_u16(),
+            headers: response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+                .collect(),
+        };
+        *self.answer.lock().expect("preflight answer poisoned") = Some(answer);
+        Ok(())
+    }
+}
+
+// Percent-encodes one path segment of an object key (RFC 3986 unreserved characters stay).
+fn encode_path_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl SdkStore {
+    /// Sends a browser's preflight (`OPTIONS` with `Origin`, `Access-Control-Request-Method`
+    /// and, when `request_headers` is not empty, `Access-Control-Request-Headers`) for object
+    /// `key` of the target's bucket, where the target's S3 calls go (same endpoint, addressing
+    /// style, HTTP client and endpoint policy), unsigned, once, without retries. Returns what
+    /// the store answered, whatever the status.
+    pub async fn preflight(
+        &self,
+        target: &BucketTarget,
+        key: &str,
+        origin: &str,
+        method: &str,
+        request_headers: &[&str],
+    ) -> Result<PreflightAnswer, S3Error> {
+        let answer = Arc::new(Mutex::new(None));
+        let interceptor = Preflight {
+            key: key.to_owned(),
+            origin: origin.to_owned(),
+            method: method.to_owned(),
+            request_headers: (!request_headers.is_empty()).then(|| request_headers.join(", ")),
+            sent_to: Mutex::default(),
+            answer: answer.clone(),
+        };
+        let sent = self
+            .client(target)
+            .get_bucket_cors()
+            .bucket(&target.bucket)
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
+            .interceptor(interceptor)
+            .send()
+            .await;
+        let answered = answer.lock().expect("preflight answer poisoned").take();
+        match (answered, sent) {
+            (Some(answer), _) => Ok(answer),
+            (None, Err(err)) => Err(classify(Operation::Preflight, &target.bucket, err)),
+            (None, Ok(_)) => Err(S3Error::Unavailable {
+                operation: Operation::Preflight,
+                bucket: target.bucket.clone(),
+                message: "no answer was recorded".into(),
+            }),
+        }
+    }
 }
 
 impl CorsStore for SdkStore {

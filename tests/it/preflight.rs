@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bucketcors::cors::{CorsRequest, CorsRule, evaluate};
+use bucketcors::cors::{CorsRequest, CorsRule, evaluate, parse_request_headers};
 use bucketcors::s3::{BucketTarget, CorsStore, Credentials};
 
 use crate::support::harness::ambient_store;
@@ -121,6 +121,24 @@ fn cases() -> Vec<Case> {
             )
         },
         case("no configuration", vec![], APP, "GET"),
+        // An empty method stands for no Access-Control-Request-Method header.
+        Case {
+            rgw_differs: Some(
+                "RGW checks the preflight's headers before it looks for a configuration: 400 \
+                 where AWS answers 403 (CORS is not enabled)",
+            ),
+            garage_differs: Some(
+                "Garage checks the preflight's headers before it looks for a configuration: 400 \
+                 where AWS answers 403 (CORS is not enabled)",
+            ),
+            ..case("no configuration, no request method", vec![], APP, "")
+        },
+        case(
+            "no request method",
+            vec![CorsRule::new(["*"], ["GET"])],
+            APP,
+            "",
+        ),
     ]
 }
 
@@ -138,8 +156,11 @@ fn options(
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut request = format!(
-        "OPTIONS {path} HTTP/1.1\r\nHost: {authority}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: {method}\r\nConnection: close\r\n"
+        "OPTIONS {path} HTTP/1.1\r\nHost: {authority}\r\nOrigin: {origin}\r\nConnection: close\r\n"
     );
+    if !method.is_empty() {
+        request.push_str(&format!("Access-Control-Request-Method: {method}\r\n"));
+    }
     if !headers.is_empty() {
         request.push_str(&format!("Access-Control-Request-Headers: {headers}\r\n"));
     }
@@ -170,6 +191,17 @@ struct Answers {
     differs: fn(&Case) -> Option<&'static str>,
     /// Garage never sends Access-Control-Max-Age.
     sends_max_age: bool,
+    /// What the store sends in Access-Control-Allow-Headers.
+    allow_headers: AllowHeaders,
+}
+
+/// AWS sends the requested headers lower-cased; neither store does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AllowHeaders {
+    /// The requested headers as the request spelled them (RGW).
+    AsSpelled,
+    /// The rule's own AllowedHeaders (Garage): not compared here.
+    RuleList,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,6 +210,7 @@ async fn the_evaluator_agrees_with_ceph_rgw_except_where_rgw_departs_from_aws() 
         store: S3Server::ceph_rgw(),
         differs: |case| case.rgw_differs,
         sends_max_age: true,
+        allow_headers: AllowHeaders::AsSpelled,
     })
     .await;
 }
@@ -191,6 +224,7 @@ async fn the_evaluator_agrees_with_garage_except_where_garage_departs_from_aws()
         store,
         differs: |case| case.garage_differs,
         sends_max_age: false,
+        allow_headers: AllowHeaders::RuleList,
     })
     .await;
 }
@@ -216,8 +250,11 @@ async fn cross_check(answers: Answers) {
                 .await
                 .unwrap();
         }
-        let request =
+        let mut request =
             CorsRequest::preflight(case.origin, case.method).request_headers_value(case.headers);
+        if case.method.is_empty() {
+            request.method = None;
+        }
         let expected = evaluate(&case.rules, &request);
         let (status, headers) = options(
             &store.endpoint,
@@ -285,6 +322,35 @@ async fn cross_check(answers: Answers) {
                     "{}: expose {:?}, {name} {exposed:?}",
                     case.name, answer.expose_headers
                 ));
+            }
+            // AWS answers the requested headers lower-cased, joined with ", "; RGW keeps the
+            // request's spelling (declared in src/cors/preflight.rs).
+            if answers.allow_headers == AllowHeaders::AsSpelled && !answer.allow_headers.is_empty()
+            {
+                let expected: Vec<String> = parse_request_headers(case.headers)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                assert_eq!(
+                    expected
+                        .iter()
+                        .map(|h| h.to_ascii_lowercase())
+                        .collect::<Vec<_>>(),
+                    answer.allow_headers,
+                    "the evaluator lower-cases what was requested"
+                );
+                let sent: Vec<String> = header("access-control-allow-headers")
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .collect();
+                if sent != expected {
+                    problems.push(format!(
+                        "{}: allow-headers {expected:?}, {name} {sent:?}",
+                        case.name
+                    ));
+                }
             }
             if header("access-control-allow-origin").is_none() {
                 problems.push(format!(
