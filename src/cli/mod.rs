@@ -221,7 +221,7 @@ pub fn render_manifest(m: &ManifestFields) -> String {
         }
     }
     out.push_str(
-        "# On its first pass the operator finds the bucket already matching, records the\n# configuration it found in status.previousConfiguration and writes nothing.\n",
+        "# Applied as it is, the operator finds the bucket already matching and writes nothing.\n",
     );
     out.push_str("apiVersion: bucketcors.dev/v1alpha1\nkind: BucketCors\nmetadata:\n");
     out.push_str(&format!("  name: {}\n", quoted(&m.name)));

@@ -68,6 +68,8 @@
 //!   through `*` (for actual requests, recent releases send `*` when the rule has `*` and the
 //!   request carries no `Authorization` header, and echo the origin otherwise);
 //! - `Access-Control-Allow-Methods` holds only the requested method, not the rule's list;
+//! - it sends no `Access-Control-Allow-Credentials` with an echoed origin (`bucketcors explain
+//!   --live` shows it; `tests/it/cli.rs`);
 //! - `Access-Control-Expose-Headers` (and, in most releases, `Access-Control-Allow-Headers`) is
 //!   joined with `","`, without a space;
 //! - `Access-Control-Allow-Headers` holds the requested headers as the request spelled them

@@ -95,6 +95,25 @@ fn cel_messages(schema: &Value, object: &Value) -> Vec<String> {
     }
 }
 
+/// `bucketcors validate -f FILE`: refused (with its output) or accepted.
+fn validate_command(path: &Path) -> Result<(), String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bucketcors"))
+        .args(["validate", "-f"])
+        .arg(path)
+        .output()
+        .expect("bucketcors runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match out.status.code() {
+        Some(0) if text.is_empty() => Ok(()),
+        Some(1) if !text.is_empty() => Err(text),
+        other => panic!(
+            "validate {} exited {other:?}: {text}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
 fn api_server(cluster: &Cluster, namespace: &str, manifest: &str) -> Result<(), String> {
     let (ok, output) = cluster.kubectl_with_input(
         &[
@@ -133,9 +152,33 @@ async fn every_bad_manifest_is_refused_by_the_layers_it_names() {
 
     let mut problems = Vec::new();
     let mut refused_by_server_cel = 0;
+    let mut validated = 0;
     for f in &fixtures {
         let expects = |layer: &str| f.rejected_by.contains(layer);
         let server_verdict = api_server(h.cluster, &h.namespace, &f.manifest);
+        // `bucketcors validate` refuses what any layer refuses, naming the field, and with the
+        // CEL rules' own messages.
+        let path = repo_root().join("tests/fixtures/invalid").join(&f.file);
+        match validate_command(&path) {
+            Ok(()) => problems.push(format!("{}: bucketcors validate accepted it", f.file)),
+            Err(out) => {
+                if !out.contains(&f.mentions) {
+                    problems.push(format!(
+                        "{}: bucketcors validate refused it without naming {:?}: {out}",
+                        f.file, f.mentions
+                    ));
+                }
+                for message in cel_messages(schema, &f.object) {
+                    if !out.contains(&message) {
+                        problems.push(format!(
+                            "{}: bucketcors validate did not give the CEL message {message:?}: {out}",
+                            f.file
+                        ));
+                    }
+                }
+                validated += 1;
+            }
+        }
         if expects("cel") && !expects("schema") {
             // Only CEL can refuse it: the server's answer must carry each broken rule's message.
             let output = server_verdict.as_ref().err().cloned().unwrap_or_default();
@@ -183,6 +226,11 @@ async fn every_bad_manifest_is_refused_by_the_layers_it_names() {
         "{} problem(s):\n{}",
         problems.len(),
         problems.join("\n")
+    );
+    assert_eq!(
+        validated,
+        fixtures.len(),
+        "bucketcors validate refused every fixture"
     );
     assert!(
         refused_by_server_cel >= 10,
@@ -241,6 +289,12 @@ async fn every_example_and_good_manifest_passes_every_layer() {
             if let Err(e) = verdict {
                 problems.push(format!("{file}: {layer} refused it: {e}"));
             }
+        }
+    }
+    // `bucketcors validate` accepts them too (ClusterBucketStores of the examples included).
+    for dir in ["examples", "examples/stores", "tests/fixtures/valid"] {
+        if let Err(out) = validate_command(&repo_root().join(dir)) {
+            problems.push(format!("{dir}: bucketcors validate refused: {out}"));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

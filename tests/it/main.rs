@@ -2,6 +2,7 @@
 
 mod adapter;
 mod browser;
+mod cli;
 mod compat;
 mod corpus;
 mod crash;
