@@ -505,3 +505,53 @@ async fn explain_live_shows_that_garage_applies_cors_only_to_globally_aliased_bu
     // The exit status says "denied".
     assert_eq!(live.code, 1);
 }
+
+#[test]
+fn validate_reads_standard_input_and_directories_and_answers_in_json() {
+    let moto = S3Server::moto();
+    let good = "apiVersion: bucketcors.dev/v1alpha1\nkind: BucketCors\nmetadata:\n  name: ok\nspec:\n  bucket: my-site\n  rules:\n    - allowedOrigins: [\"*\"]\n      allowedMethods: [GET]\n";
+    let bad = good
+        .replace("name: ok", "name: bad")
+        .replace("[GET]", "[get]");
+    let other = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ignored\n";
+    let stream = format!("{good}---\n{other}---\n{bad}");
+    let ran = bucketcors(&["validate", "-f", "-", "-o", "json"], moto, Some(&stream));
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    let report: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    let objects = report["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 2, "the ConfigMap is ignored: {report}");
+    assert_eq!(
+        (objects[0]["name"].as_str(), objects[0]["valid"].as_bool()),
+        (Some("ok"), Some(true))
+    );
+    assert_eq!(objects[1]["line"], 16, "{report}");
+    assert_eq!(
+        objects[1]["problems"][0]["field"],
+        "spec.rules[0].allowedMethods[0]"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    write(dir.path(), "a.yaml", good);
+    write(&dir.path().join("sub"), "b.yaml", &bad);
+    write(dir.path(), "notes.txt", "not a manifest");
+    let top = dir.path().display().to_string();
+    let flat = bucketcors(&["validate", "-f", &top], moto, None);
+    assert_eq!(flat.code, 0, "{}{}", flat.stdout, flat.stderr);
+    let deep = bucketcors(&["validate", "-R", "-f", &top], moto, None);
+    assert_eq!(deep.code, 1);
+    assert!(
+        deep.stdout
+            .contains("sub/b.yaml:1: BucketCors bad: spec.rules[0].allowedMethods[0]"),
+        "{}",
+        deep.stdout
+    );
+    let missing = bucketcors(&["validate", "-f", "/nonexistent.yaml"], moto, None);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stdout.contains("/nonexistent.yaml:0: cannot read"),
+        "{}",
+        missing.stdout
+    );
+}
