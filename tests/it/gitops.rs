@@ -131,6 +131,10 @@ async fn argocd_test_data_are_real_objects_and_carry_the_kstatus_conditions() {
     put_behind_the_back(&s3, &observed, "https://other.example.com").await;
 
     h.create("site", h.spec(&bucket, rules())).await;
+    // Two objects made in the same second rank by name ("second-claim" first) until one holds
+    // the bucket: "site" must hold it before the other claim exists.
+    h.wait_for("site", "Ready", PROMPTLY, BucketCors::is_ready)
+        .await;
     h.create("second-claim", h.spec(&bucket, rules())).await;
     let mut observe = h.spec(&observed, rules());
     observe.management_policy = ManagementPolicy::ObserveOnly;
