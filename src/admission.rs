@@ -49,6 +49,7 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
     if let Err(rule_errors) = cors::validate_rules(&spec.rules) {
         errors.extend(rule_errors);
     }
+    errors.extend(cors::validate_expectations(&spec.expectations));
     if errors.is_empty() {
         Ok(())
     } else {

@@ -86,6 +86,7 @@ impl Decision {
 /// holds the bucket. No S3 call is made for either.
 pub fn precheck(spec: &BucketCorsSpec, ownership: &Ownership) -> Result<(), Outcome> {
     valid(spec)?;
+    expected(spec)?;
     unheld(spec, ownership)
 }
 
@@ -98,6 +99,20 @@ pub fn valid(spec: &BucketCorsSpec) -> Result<(), Outcome> {
             .collect::<Vec<_>>()
             .join("; ");
         Outcome::new(Reason::InvalidSpec, message)
+    })
+}
+
+/// ExpectationFailed when the rules of a valid spec break one of its `expectations`: the
+/// configuration is not written (nor, with ObserveOnly, compared).
+pub fn expected(spec: &BucketCorsSpec) -> Result<(), Outcome> {
+    cors::check_expectations(&spec.rules, &spec.expectations).map_err(|failures| {
+        let message = format!(
+            "{} of {} expectation(s) failed; the rules were not written: {}",
+            failures.len(),
+            spec.expectations.len(),
+            failures.join("; ")
+        );
+        Outcome::new(Reason::ExpectationFailed, message)
     })
 }
 

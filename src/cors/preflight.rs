@@ -305,6 +305,40 @@ pub fn evaluate(rules: &[CorsRule], request: &CorsRequest<'_>) -> CorsDecision {
     CorsDecision::Denied
 }
 
+/// Why one rule does not match a request: each part of it that fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    /// No `AllowedOrigin` of the rule matches the request's `Origin` (or it has none).
+    Origin,
+    /// The method is not one of the rule's `AllowedMethod`s (or the request has none).
+    Method,
+    /// A header the preflight asks for matches none of the rule's `AllowedHeader`s.
+    Header(String),
+}
+
+/// Every reason `rule` does not match `request`, in the order origin, method, headers; empty
+/// when it matches. The same tests as [`evaluate`] applies to each rule.
+pub fn mismatches(rule: &CorsRule, request: &CorsRequest<'_>) -> Vec<Mismatch> {
+    let mut why = Vec::new();
+    if request.origin.and_then(|o| origin_match(rule, o)).is_none() {
+        why.push(Mismatch::Origin);
+    }
+    if !request
+        .method
+        .is_some_and(|m| rule.allowed_methods.iter().any(|a| a == m))
+    {
+        why.push(Mismatch::Method);
+    }
+    if request.preflight {
+        for header in request.request_headers.iter().map(|h| trim_ows(h)) {
+            if !header.is_empty() && !header_allowed(rule, header) {
+                why.push(Mismatch::Header(header.to_owned()));
+            }
+        }
+    }
+    why
+}
+
 /// Whether `rule` allows `origin`: `Some(true)` through a specific origin or pattern (the
 /// origin is echoed), `Some(false)` only through a bare `*`, `None` not at all.
 fn origin_match(rule: &CorsRule, origin: &str) -> Option<bool> {
