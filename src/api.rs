@@ -266,7 +266,7 @@ pub struct Condition {
     pub status: String,
     /// One word saying why: InSync, Applied, Drifted, InvalidSpec, Conflict,
     /// CredentialsNotFound, BucketNotFound, AccessDenied, Unsupported, Rejected, Unavailable,
-    /// NotPersisted, NotPermitted, EndpointNotAllowed.
+    /// NotPersisted, NotPermitted, EndpointNotAllowed, ExpectationFailed.
     pub reason: String,
     /// What happened, for people.
     pub message: String,

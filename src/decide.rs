@@ -342,6 +342,42 @@ mod tests {
     }
 
     #[test]
+    fn a_spec_that_breaks_its_expectations_writes_nothing_even_observing() {
+        for policy in [ManagementPolicy::Full, ManagementPolicy::ObserveOnly] {
+            let mut s = spec(ours());
+            s.management_policy = policy;
+            s.expectations = vec![
+                cors::Expectation::new("https://app.example.com", "GET", true),
+                cors::Expectation::new("https://app.example.com", "PUT", true).name("upload"),
+            ];
+            let outcome = expected(&s).unwrap_err();
+            assert_eq!(outcome.reason, Reason::ExpectationFailed);
+            assert!(
+                outcome.message.starts_with(
+                    r#"1 of 2 expectation(s) failed; the rules were not written: spec.expectations[1] "upload""#
+                ),
+                "{}",
+                outcome.message
+            );
+            assert!(
+                outcome
+                    .message
+                    .contains(r#"rule 1 (id "app"): method PUT is not in allowedMethods [GET]"#),
+                "{}",
+                outcome.message
+            );
+            let d = decide(&s, Some(1), &theirs(), None, &Ownership::Holds, None, NOW);
+            assert_eq!((d.plan, d.write, d.record), (None, None, None));
+            assert_eq!(d.outcome, outcome);
+        }
+        // An invalid spec is InvalidSpec first, whatever its expectations say.
+        let mut s = spec(json!([{"allowedOrigins": ["*"], "allowedMethods": ["PATCH"]}]));
+        s.expectations = vec![cors::Expectation::new("https://a.example", "GET", true)];
+        let outcome = precheck(&s, &Ownership::Holds).unwrap_err();
+        assert_eq!(outcome.reason, Reason::InvalidSpec);
+    }
+
+    #[test]
     fn an_invalid_spec_stops_before_anything_else() {
         let s = spec(
             json!([{"allowedOrigins": ["https://a.example.com"], "allowedMethods": ["PATCH"]}]),
