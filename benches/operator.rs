@@ -320,6 +320,7 @@ impl World {
             management_policy: ManagementPolicy::Full,
             put_checksum: None,
             rules,
+            expectations: Vec::new(),
         }
     }
 

@@ -49,6 +49,7 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
     if let Err(rule_errors) = cors::validate_rules(&spec.rules) {
         errors.extend(rule_errors);
     }
+    errors.extend(cors::validate_expectations(&spec.expectations));
     if errors.is_empty() {
         Ok(())
     } else {
@@ -157,6 +158,10 @@ fn add_rules(spec: &mut Value) {
         items["maxLength"] = json!(constraints::MAX_VALUE_LEN);
         items["x-kubernetes-validations"] = json!([string_rule(check)]);
     }
+
+    let expectation = &mut fields["expectations"]["items"]["properties"];
+    expectation["headers"]["items"]["minLength"] = json!(1);
+    expectation["headers"]["items"]["maxLength"] = json!(constraints::MAX_VALUE_LEN);
 }
 
 fn empty_spec() -> BucketCorsSpec {

@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use crate::cors::CorsRule;
+pub use crate::cors::{CorsRule, Expectation};
 
 /// API group of the resource.
 pub const GROUP: &str = "bucketcors.dev";
@@ -95,6 +95,14 @@ pub struct BucketCorsSpec {
     /// At most 100. An empty list means the bucket must have no CORS configuration.
     #[schemars(length(max = 100))]
     pub rules: Vec<CorsRule>,
+
+    /// Requests the rules must allow or refuse, checked against `rules` as S3 would answer
+    /// their preflight, before anything is written. A spec that breaks one of its
+    /// expectations is not written: the object reports Ready=False, reason ExpectationFailed,
+    /// naming the expectation and the rule that decided it. At most 50.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub expectations: Vec<Expectation>,
 }
 
 /// A reference to a ClusterBucketStore.
@@ -258,7 +266,7 @@ pub struct Condition {
     pub status: String,
     /// One word saying why: InSync, Applied, Drifted, InvalidSpec, Conflict,
     /// CredentialsNotFound, BucketNotFound, AccessDenied, Unsupported, Rejected, Unavailable,
-    /// NotPersisted, NotPermitted, EndpointNotAllowed.
+    /// NotPersisted, NotPermitted, EndpointNotAllowed, ExpectationFailed.
     pub reason: String,
     /// What happened, for people.
     pub message: String,

@@ -86,6 +86,7 @@ impl Decision {
 /// holds the bucket. No S3 call is made for either.
 pub fn precheck(spec: &BucketCorsSpec, ownership: &Ownership) -> Result<(), Outcome> {
     valid(spec)?;
+    expected(spec)?;
     unheld(spec, ownership)
 }
 
@@ -98,6 +99,20 @@ pub fn valid(spec: &BucketCorsSpec) -> Result<(), Outcome> {
             .collect::<Vec<_>>()
             .join("; ");
         Outcome::new(Reason::InvalidSpec, message)
+    })
+}
+
+/// ExpectationFailed when the rules of a valid spec break one of its `expectations`: the
+/// configuration is not written (nor, with ObserveOnly, compared).
+pub fn expected(spec: &BucketCorsSpec) -> Result<(), Outcome> {
+    cors::check_expectations(&spec.rules, &spec.expectations).map_err(|failures| {
+        let message = format!(
+            "{} of {} expectation(s) failed; the rules were not written: {}",
+            failures.len(),
+            spec.expectations.len(),
+            failures.join("; ")
+        );
+        Outcome::new(Reason::ExpectationFailed, message)
     })
 }
 
@@ -324,6 +339,42 @@ mod tests {
         let mut observe = spec(ours());
         observe.management_policy = ManagementPolicy::ObserveOnly;
         assert!(precheck(&observe, &waits()).is_ok());
+    }
+
+    #[test]
+    fn a_spec_that_breaks_its_expectations_writes_nothing_even_observing() {
+        for policy in [ManagementPolicy::Full, ManagementPolicy::ObserveOnly] {
+            let mut s = spec(ours());
+            s.management_policy = policy;
+            s.expectations = vec![
+                cors::Expectation::new("https://app.example.com", "GET", true),
+                cors::Expectation::new("https://app.example.com", "PUT", true).name("upload"),
+            ];
+            let outcome = expected(&s).unwrap_err();
+            assert_eq!(outcome.reason, Reason::ExpectationFailed);
+            assert!(
+                outcome.message.starts_with(
+                    r#"1 of 2 expectation(s) failed; the rules were not written: spec.expectations[1] "upload""#
+                ),
+                "{}",
+                outcome.message
+            );
+            assert!(
+                outcome
+                    .message
+                    .contains(r#"rule 1 (id "app"): method PUT is not in allowedMethods [GET]"#),
+                "{}",
+                outcome.message
+            );
+            let d = decide(&s, Some(1), &theirs(), None, &Ownership::Holds, None, NOW);
+            assert_eq!((d.plan, d.write, d.record), (None, None, None));
+            assert_eq!(d.outcome, outcome);
+        }
+        // An invalid spec is InvalidSpec first, whatever its expectations say.
+        let mut s = spec(json!([{"allowedOrigins": ["*"], "allowedMethods": ["PATCH"]}]));
+        s.expectations = vec![cors::Expectation::new("https://a.example", "GET", true)];
+        let outcome = precheck(&s, &Ownership::Holds).unwrap_err();
+        assert_eq!(outcome.reason, Reason::InvalidSpec);
     }
 
     #[test]

@@ -38,10 +38,12 @@ pub enum Reason {
     /// The object names its own endpoint and the operator's endpoint policy refuses it (plain
     /// http, or an address inside the cluster or the machine); no request was sent there.
     EndpointNotAllowed,
+    /// The spec's rules break one of its own `expectations`; nothing was written.
+    ExpectationFailed,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::InSync,
         Reason::Applied,
         Reason::Drifted,
@@ -56,6 +58,7 @@ impl Reason {
         Reason::NotPersisted,
         Reason::NotPermitted,
         Reason::EndpointNotAllowed,
+        Reason::ExpectationFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +77,7 @@ impl Reason {
             Reason::NotPersisted => "NotPersisted",
             Reason::NotPermitted => "NotPermitted",
             Reason::EndpointNotAllowed => "EndpointNotAllowed",
+            Reason::ExpectationFailed => "ExpectationFailed",
         }
     }
 

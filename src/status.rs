@@ -87,7 +87,8 @@ impl Progress {
             | Reason::Rejected
             | Reason::NotPersisted
             | Reason::NotPermitted
-            | Reason::EndpointNotAllowed => Progress::Stalled,
+            | Reason::EndpointNotAllowed
+            | Reason::ExpectationFailed => Progress::Stalled,
         }
     }
 
@@ -355,6 +356,7 @@ mod tests {
             (Reason::NotPersisted, "Failed"),
             (Reason::NotPermitted, "Failed"),
             (Reason::EndpointNotAllowed, "Failed"),
+            (Reason::ExpectationFailed, "Failed"),
         ];
         assert_eq!(
             table.len(),

@@ -56,31 +56,33 @@ pub fn explain(rules: &[CorsRule], question: &Question) -> (String, CorsDecision
         out.push_str("The bucket has no CORS configuration.\n");
     }
     let matched = decision.matched_rule();
-    for (index, (rule, mismatch)) in rules
-        .iter()
-        .zip(cors::rule_mismatches(rules, &request))
-        .enumerate()
-    {
+    for (index, rule) in rules.iter().enumerate() {
         let label = rule_label(index, rule);
-        let why = match (&mismatch, matched) {
-            (_, Some(m)) if index > m => {
+        let reasons: Vec<String> = cors::mismatches(rule, &request)
+            .iter()
+            .map(|m| match m {
+                Mismatch::Origin => format!(
+                    "origin {:?} is not allowed by AllowedOrigins {}",
+                    question.origin,
+                    list(&rule.allowed_origins)
+                ),
+                Mismatch::Method => format!(
+                    "method {:?} is not in AllowedMethods {} (methods are compared exactly)",
+                    question.method,
+                    list(&rule.allowed_methods)
+                ),
+                Mismatch::Header(h) => format!(
+                    "requested header {h:?} is not allowed by AllowedHeaders {}",
+                    list(&rule.allowed_headers)
+                ),
+            })
+            .collect();
+        let why = match matched {
+            Some(m) if index > m => {
                 format!("not looked at: {} matched first", rule_label(m, &rules[m]))
             }
-            (None, _) => "matches".to_owned(),
-            (Some(Mismatch::Origin), _) => format!(
-                "no: origin {:?} is not allowed by AllowedOrigins {}",
-                question.origin,
-                list(&rule.allowed_origins)
-            ),
-            (Some(Mismatch::Method), _) => format!(
-                "no: method {:?} is not in AllowedMethods {} (methods are compared exactly)",
-                question.method,
-                list(&rule.allowed_methods)
-            ),
-            (Some(Mismatch::Header(h)), _) => format!(
-                "no: requested header {h:?} is not allowed by AllowedHeaders {}",
-                list(&rule.allowed_headers)
-            ),
+            _ if reasons.is_empty() => "matches".to_owned(),
+            _ => format!("no: {}", reasons.join("; ")),
         };
         let _ = writeln!(out, "  {label}: {why}");
     }

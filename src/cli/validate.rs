@@ -156,7 +156,22 @@ fn operator(kind: &str, object: &Value, schema_failed: bool) -> Vec<Problem> {
     match kind {
         "BucketCors" => match serde_path_to_error::deserialize::<_, BucketCors>(object.clone()) {
             Ok(obj) => match admission::validate(&obj.spec) {
-                Ok(()) => Vec::new(),
+                // What the operator checks next, before any write: the spec's expectations.
+                Ok(()) => {
+                    match crate::cors::check_expectations(&obj.spec.rules, &obj.spec.expectations) {
+                        Ok(()) => Vec::new(),
+                        Err(failures) => failures
+                            .into_iter()
+                            .map(|failure| {
+                                let field = failure
+                                    .split_once(' ')
+                                    .map_or("spec.expectations", |(f, _)| f)
+                                    .to_owned();
+                                problem(field, failure)
+                            })
+                            .collect(),
+                    }
+                }
                 Err(errors) => errors
                     .iter()
                     .map(|e| {
@@ -428,6 +443,15 @@ mod tests {
         assert!(checks.contains(&("operator", "spec.bucket")), "{checks:?}");
         let no_name = GOOD.replace("  name: site\n", "  labels: {}\n");
         assert_eq!(verdict(&no_name).problems[0].field, "metadata.name");
+        let expectation = format!(
+            "{GOOD}  expectations:\n    - origin: https://app.example.com\n      method: PUT\n      allowed: true\n"
+        );
+        let v = verdict(&expectation);
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert_eq!(
+            (v.problems[0].check, v.problems[0].field.as_str()),
+            ("operator", "spec.expectations[0]")
+        );
         let version = GOOD.replace("v1alpha1", "v1");
         assert_eq!(verdict(&version).problems[0].field, "apiVersion");
     }

@@ -407,7 +407,10 @@ impl<S: CorsStore> Context<S> {
         let transient = reason.is_none_or(Reason::is_transient);
         if !transient {
             self.failures.lock().expect("poisoned").remove(object);
-            if reason == Some(Reason::InvalidSpec) {
+            if matches!(
+                reason,
+                Some(Reason::InvalidSpec | Reason::ExpectationFailed)
+            ) {
                 return Action::await_change();
             }
             let interval = self.settings.resync_interval.as_secs_f64();

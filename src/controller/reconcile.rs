@@ -144,10 +144,11 @@ async fn converge<S: CorsStore>(
     let spec = &obj.spec;
     // Grants and holders are known once every watch has listed.
     ctx.synced.wait().await;
-    // A valid spec first, then a grant: a denied object makes no S3 call and competes for no
-    // bucket.
-    let access =
-        decide::valid(spec).and_then(|()| ctx.access(obj).map_err(|denial| denial.outcome()));
+    // A valid spec that meets its own expectations first, then a grant: a denied object makes
+    // no S3 call and competes for no bucket.
+    let access = decide::valid(spec)
+        .and_then(|()| decide::expected(spec))
+        .and_then(|()| ctx.access(obj).map_err(|denial| denial.outcome()));
     let access = match access {
         Ok(access) => access,
         Err(outcome) => return Ok(Pass::stopped(outcome, known.clone())),

@@ -2,15 +2,17 @@
 //! make a bucket match a spec. No Kubernetes, no network.
 
 mod diff;
+mod expect;
 mod preflight;
 mod rule;
 mod validate;
 
 pub use crate::constraints::FieldError;
 pub use diff::{Plan, describe_drift, diff, normalise};
+pub use expect::{Expectation, MAX_EXPECTATIONS, check_expectations, validate_expectations};
 pub use preflight::{
     BadPreflight, CORS_VARY, CorsDecision, CorsRequest, CorsResponseHeaders, Mismatch, evaluate,
-    parse_request_headers, rule_mismatches, wildcard_match,
+    mismatches, parse_request_headers, wildcard_match,
 };
 pub use rule::{CorsRule, METHODS};
 pub use validate::{

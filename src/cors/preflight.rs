@@ -337,49 +337,39 @@ pub fn evaluate(rules: &[CorsRule], request: &CorsRequest<'_>) -> CorsDecision {
     CorsDecision::Denied
 }
 
-/// Why one rule does not match a request (the first thing that fails, in the order S3 checks).
+/// Why one rule does not match a request: each part of it that fails.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mismatch {
-    /// The origin is not among the rule's `AllowedOrigin`s.
+    /// No `AllowedOrigin` of the rule matches the request's `Origin` (or it has none).
     Origin,
-    /// The method is not among the rule's `AllowedMethod`s.
+    /// The method is not one of the rule's `AllowedMethod`s (or the request has none).
     Method,
-    /// This requested header is not allowed by any of the rule's `AllowedHeader`s.
+    /// A header the preflight asks for matches none of the rule's `AllowedHeader`s.
     Header(String),
 }
 
-/// For each rule of `rules`, in order, whether it would match `request` on its own (`None`) or
-/// what stops it. [`evaluate`] uses the first rule that matches.
-pub fn rule_mismatches(rules: &[CorsRule], request: &CorsRequest<'_>) -> Vec<Option<Mismatch>> {
+/// Every reason `rule` does not match `request`, in the order origin, method, headers; empty
+/// when it matches. The same tests as [`evaluate`] applies to each rule.
+pub fn mismatches(rule: &CorsRule, request: &CorsRequest<'_>) -> Vec<Mismatch> {
+    let mut why = Vec::new();
+    if request.origin.and_then(|o| origin_match(rule, o)).is_none() {
+        why.push(Mismatch::Origin);
+    }
     let method = match request.request_method_header {
         Some(header) if !request.preflight => Some(header),
         _ => request.method,
     };
-    let requested: Vec<&str> = if request.preflight {
-        request
-            .request_headers
-            .iter()
-            .map(|h| trim_ows(h))
-            .filter(|h| !h.is_empty())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    rules
-        .iter()
-        .map(|rule| {
-            if request.origin.and_then(|o| origin_match(rule, o)).is_none() {
-                Some(Mismatch::Origin)
-            } else if !method.is_some_and(|m| rule.allowed_methods.iter().any(|a| a == m)) {
-                Some(Mismatch::Method)
-            } else {
-                requested
-                    .iter()
-                    .find(|h| !header_allowed(rule, h))
-                    .map(|h| Mismatch::Header((*h).to_owned()))
+    if !method.is_some_and(|m| rule.allowed_methods.iter().any(|a| a == m)) {
+        why.push(Mismatch::Method);
+    }
+    if request.preflight {
+        for header in request.request_headers.iter().map(|h| trim_ows(h)) {
+            if !header.is_empty() && !header_allowed(rule, header) {
+                why.push(Mismatch::Header(header.to_owned()));
             }
-        })
-        .collect()
+        }
+    }
+    why
 }
 
 /// Whether `rule` allows `origin`: `Some(true)` through a specific origin or pattern (the
@@ -849,13 +839,22 @@ mod tests {
         ];
         let request =
             CorsRequest::preflight(APP, "GET").request_headers_value("Content-Type, X-Trace");
+        let why: Vec<Vec<Mismatch>> = rules.iter().map(|r| mismatches(r, &request)).collect();
         assert_eq!(
-            rule_mismatches(&rules, &request),
+            why,
             [
-                Some(Mismatch::Origin),
-                Some(Mismatch::Method),
-                Some(Mismatch::Header("X-Trace".into())),
-                None
+                vec![
+                    Mismatch::Origin,
+                    Mismatch::Header("Content-Type".into()),
+                    Mismatch::Header("X-Trace".into())
+                ],
+                vec![
+                    Mismatch::Method,
+                    Mismatch::Header("Content-Type".into()),
+                    Mismatch::Header("X-Trace".into())
+                ],
+                vec![Mismatch::Header("X-Trace".into())],
+                vec![]
             ]
         );
         assert_eq!(evaluate(&rules, &request).matched_rule(), Some(3));
@@ -1033,7 +1032,7 @@ mod tests {
             let decision = evaluate(&rules, &request);
             prop_assert_eq!(decision.matched_rule(), reference_evaluate(&rules, &request));
             if origin.is_some() && method.is_some() {
-                let first_match = rule_mismatches(&rules, &request).iter().position(Option::is_none);
+                let first_match = rules.iter().position(|r| mismatches(r, &request).is_empty());
                 prop_assert_eq!(decision.matched_rule(), first_match);
             }
             match &decision {

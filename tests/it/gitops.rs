@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bucketcors::api::{BucketCors, DeletionPolicy, FINALIZER, ManagementPolicy};
+use bucketcors::api::{BucketCors, DeletionPolicy, Expectation, FINALIZER, ManagementPolicy};
 use bucketcors::cors::CorsRule;
 use bucketcors::tenancy::{ClusterBucketStore, ClusterBucketStoreSpec, StoreCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
@@ -143,6 +143,13 @@ async fn argocd_test_data_are_real_objects_and_carry_the_kstatus_conditions() {
     let mut too_big = h.spec(&bucket, over_64_kb());
     too_big.deletion_policy = DeletionPolicy::Retain;
     h.create("too-big", too_big).await;
+    // Rules that break their own expectations: the app may not PUT.
+    let mut expecting = h.spec(&bucket, rules());
+    expecting.expectations = vec![
+        Expectation::new("https://app.example.com", "GET", true),
+        Expectation::new("https://app.example.com", "PUT", true).name("uploads"),
+    ];
+    h.create("expecting", expecting).await;
 
     // A namespace without a single-tenant operator: no store grants it anything.
     let strict = Harness::start_configured(&moto.endpoint(), |s| {
@@ -191,6 +198,7 @@ async fn argocd_test_data_are_real_objects_and_carry_the_kstatus_conditions() {
     let drifted = h.wait_reason("observe", "Drifted").await;
     let no_bucket = h.wait_reason("no-bucket", "BucketNotFound").await;
     let mut invalid = h.wait_reason("too-big", "InvalidSpec").await;
+    let expectation_failed = h.wait_reason("expecting", "ExpectationFailed").await;
     let not_granted = strict.wait_reason("not-granted", "NotPermitted").await;
 
     let no_secret = h.wait_reason("no-secret", "CredentialsNotFound").await;
@@ -220,7 +228,7 @@ async fn argocd_test_data_are_real_objects_and_carry_the_kstatus_conditions() {
         );
     }
     let waiting = [&failed[2], &failed[3], &failed[4], &own_endpoint];
-    for stalled in [&conflict, &invalid, &not_granted]
+    for stalled in [&conflict, &invalid, &not_granted, &expectation_failed]
         .into_iter()
         .chain(waiting)
     {
@@ -398,7 +406,7 @@ async fn argocd_test_data_are_real_objects_and_carry_the_kstatus_conditions() {
         let file = format!("degraded-{}", kebab(reason));
         objects.push(("BucketCors", file, normalised(obj, &names)));
     }
-    let fixed: [(&str, &str, Value); 11] = [
+    let fixed: [(&str, &str, Value); 12] = [
         ("BucketCors", "healthy", normalised(&site, &names)),
         (
             "BucketCors",
@@ -419,6 +427,11 @@ async fn argocd_test_data_are_real_objects_and_carry_the_kstatus_conditions() {
             "BucketCors",
             "degraded-invalid-spec",
             normalised(&invalid, &names),
+        ),
+        (
+            "BucketCors",
+            "degraded-expectation-failed",
+            normalised(&expectation_failed, &names),
         ),
         (
             "BucketCors",

@@ -198,6 +198,7 @@ impl Harness {
             management_policy: ManagementPolicy::Full,
             put_checksum: None,
             rules,
+            expectations: Vec::new(),
         }
     }
 

@@ -4,7 +4,8 @@
 --   Suspended    ObserveOnly found the bucket differs from the spec (Drifted): nothing is
 --                written until the policy is Full
 --   Degraded     every other Ready=False; Stalled=True says it waits for a change made by
---                someone, Reconciling=True that the operator keeps retrying
+--                someone (InvalidSpec, ExpectationFailed, Conflict, ...), Reconciling=True
+--                that the operator keeps retrying
 local hs = {}
 
 local function condition(conditions, type)
