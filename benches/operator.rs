@@ -321,6 +321,7 @@ impl World {
             put_checksum: None,
             rules,
             expectations: Vec::new(),
+            verify: None,
         }
     }
 

@@ -103,6 +103,27 @@ pub struct BucketCorsSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub expectations: Vec<Expectation>,
+
+    /// Live verification, off when absent: after each write and at each resync the operator
+    /// sends the first expectations (at most 5) to the bucket as real browser preflights and
+    /// reports what the store answered in the `Verified` condition, so that a store that keeps
+    /// the rules but does not apply them (or applies them late) shows. Ready is not affected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+}
+
+/// How expectations are checked on the live bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verify {
+    /// Send the expectations as real preflights (`OPTIONS`, unsigned, as a browser sends
+    /// them) to the bucket, where its S3 calls go.
+    pub live: bool,
+    /// The object key the preflights ask about; `index.html` when absent. At most 1024
+    /// characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub key: Option<String>,
 }
 
 /// A reference to a ClusterBucketStore.

@@ -16,6 +16,7 @@ pub mod s3;
 pub mod status;
 pub mod telemetry;
 pub mod tenancy;
+pub mod verify;
 
 /// The BucketCors CRD as YAML, exactly as `crds/bucketcors.yaml` holds it.
 pub fn crd_yaml() -> String {

@@ -20,6 +20,7 @@ use crate::decide::{self, LastWrite, Ownership, Write};
 use crate::reason::Reason;
 use crate::s3::{BucketTarget, CorsStore, S3Error};
 use crate::status::{self, Outcome};
+use crate::verify;
 
 /// Failures of the Kubernetes side of a pass; the S3 side ends in the status instead.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,8 @@ struct Pass {
     /// The status to build the pass's own on: the last one written, with the adoption record
     /// when this pass made one that travels with it.
     base: Option<BucketCorsStatus>,
+    /// The `Verified` condition's status, reason and message, when this pass verified.
+    verified: Option<(&'static str, &'static str, String)>,
 }
 
 impl Pass {
@@ -72,6 +75,7 @@ impl Pass {
             plan: None,
             wrote: None,
             base,
+            verified: None,
         }
     }
 }
@@ -222,6 +226,7 @@ async fn converge<S: CorsStore>(
                 plan: decision.plan,
                 wrote: None,
                 base,
+                verified: None,
             });
         }
     };
@@ -239,11 +244,35 @@ async fn converge<S: CorsStore>(
     if outcome.reason == Reason::NotPersisted && !reported(known.as_ref(), Reason::NotPersisted) {
         ctx.metrics.unkept_writes.inc();
     }
+    // The bucket holds the spec's rules now: ask the store, as a browser would, whether it
+    // applies them (a few unsigned preflights, once each, where the S3 calls went).
+    let verified = match verify::plan(spec) {
+        Some((key, sent)) if outcome.reason.is_ready() => {
+            let mut answers = Vec::with_capacity(sent.len());
+            for expectation in sent {
+                let headers: Vec<&str> = expectation.headers.iter().map(String::as_str).collect();
+                answers.push(
+                    ctx.store
+                        .preflight(
+                            &target,
+                            key,
+                            &expectation.origin,
+                            &expectation.method,
+                            &headers,
+                        )
+                        .await,
+                );
+            }
+            Some(verify::judge(sent, &answers, spec.expectations.len()))
+        }
+        _ => None,
+    };
     Ok(Pass {
         outcome,
         plan: decision.plan,
         wrote: decision.write,
         base,
+        verified,
     })
 }
 
@@ -433,11 +462,19 @@ async fn report<S: CorsStore>(
     known: Option<&BucketCorsStatus>,
     pass: &Pass,
 ) -> Result<(), Error> {
-    let next = status::next_status(
+    let now = now();
+    let mut next = status::next_status(
         pass.base.as_ref(),
         &pass.outcome,
         obj.metadata.generation,
-        &now(),
+        &now,
+    );
+    verify::apply(
+        &mut next,
+        pass.verified.clone(),
+        verify::plan(&obj.spec).is_some(),
+        obj.metadata.generation,
+        &now,
     );
     let changed = known != Some(&next);
     if changed {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cors::CorsRule;
 use crate::metrics::Metrics;
-use crate::s3::{BucketTarget, CorsStore, Operation, S3Error};
+use crate::s3::{BucketTarget, CorsStore, Operation, PreflightAnswer, S3Error};
 
 pub struct Gated<S> {
     inner: S,
@@ -61,6 +61,22 @@ impl<S: CorsStore> CorsStore for Gated<S> {
         self.write_allowed(Operation::DeleteBucketCors, target)?;
         let result = self.inner.delete_cors(target).await;
         self.metrics.s3(Operation::DeleteBucketCors, &result);
+        result
+    }
+
+    async fn preflight(
+        &self,
+        target: &BucketTarget,
+        key: &str,
+        origin: &str,
+        method: &str,
+        request_headers: &[&str],
+    ) -> Result<PreflightAnswer, S3Error> {
+        let result = self
+            .inner
+            .preflight(target, key, origin, method, request_headers)
+            .await;
+        self.metrics.s3(Operation::Preflight, &result);
         result
     }
 }

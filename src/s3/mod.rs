@@ -226,6 +226,27 @@ pub trait CorsStore: Send + Sync + 'static {
         &self,
         target: &BucketTarget,
     ) -> impl Future<Output = Result<(), S3Error>> + Send;
+
+    /// Sends a browser's preflight for object `key` where the target's S3 calls go, and
+    /// returns what the store answered (see [`SdkStore::preflight`]). A store that cannot
+    /// answers Unsupported.
+    fn preflight(
+        &self,
+        target: &BucketTarget,
+        key: &str,
+        origin: &str,
+        method: &str,
+        request_headers: &[&str],
+    ) -> impl Future<Output = Result<PreflightAnswer, S3Error>> + Send {
+        let _ = (key, origin, method, request_headers);
+        let bucket = target.bucket.clone();
+        async move {
+            Err(S3Error::Unsupported {
+                operation: Operation::Preflight,
+                message: format!("this store sends no preflight for bucket {bucket:?}"),
+            })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -334,6 +334,9 @@ fn encode_path_segment(segment: &str) -> String {
 }
 
 impl SdkStore {
+    /// The longest a preflight may take: it is a check, not a write.
+    pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(5);
+
     /// Sends a browser's preflight (`OPTIONS` with `Origin`, `Access-Control-Request-Method`
     /// and, when `request_headers` is not empty, `Access-Control-Request-Headers`) for object
     /// `key` of the target's bucket, where the target's S3 calls go (same endpoint, addressing
@@ -362,7 +365,13 @@ impl SdkStore {
             .bucket(&target.bucket)
             .customize()
             .config_override(
-                aws_sdk_s3::config::Builder::default().retry_config(RetryConfig::disabled()),
+                aws_sdk_s3::config::Builder::default()
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .operation_timeout(Self::PREFLIGHT_TIMEOUT)
+                            .build(),
+                    ),
             )
             .interceptor(interceptor)
             .send()
@@ -419,6 +428,17 @@ impl CorsStore for SdkStore {
         };
         sent.map(drop)
             .map_err(|err| classify(Operation::PutBucketCors, &target.bucket, err))
+    }
+
+    async fn preflight(
+        &self,
+        target: &BucketTarget,
+        key: &str,
+        origin: &str,
+        method: &str,
+        request_headers: &[&str],
+    ) -> Result<PreflightAnswer, S3Error> {
+        SdkStore::preflight(self, target, key, origin, method, request_headers).await
     }
 
     async fn delete_cors(&self, target: &BucketTarget) -> Result<(), S3Error> {

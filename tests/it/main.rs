@@ -19,3 +19,4 @@ mod safety;
 mod server_side;
 mod support;
 mod tenancy;
+mod verified;

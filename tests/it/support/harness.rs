@@ -199,6 +199,7 @@ impl Harness {
             put_checksum: None,
             rules,
             expectations: Vec::new(),
+            verify: None,
         }
     }
 

@@ -190,6 +190,25 @@ impl S3Server {
         }
     }
 
+    /// Runs Garage's command line against this server (Garage only); its output.
+    pub async fn garage_cli(&self, args: &[&str]) -> String {
+        let cli = self.garage.as_ref().expect("a Garage server");
+        let output = tokio::process::Command::new(&cli.bin)
+            .arg("-c")
+            .arg(&cli.config)
+            .args(args)
+            .output()
+            .await
+            .expect("garage runs");
+        assert!(
+            output.status.success(),
+            "garage {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// A client of the tests' own, with this server's keys.
     pub fn client(&self) -> aws_sdk_s3::Client {
         let config = aws_sdk_s3::Config::builder()
