@@ -560,7 +560,7 @@ def _():
 M = docs("monitoring")
 ALERTS = ["BucketCorsOperatorDown", "BucketCorsOperatorAbsent", "BucketCorsNotReady", "BucketCorsStalled",
           "BucketCorsDriftCorrectedRepeatedly", "BucketCorsS3Errors"]
-STALLED = {"InvalidSpec", "Conflict", "Unsupported", "Rejected", "NotPersisted", "NotPermitted", "EndpointNotAllowed"}
+STALLED = {"InvalidSpec", "Conflict", "Unsupported", "Rejected", "NotPersisted", "NotPermitted", "EndpointNotAllowed", "ExpectationFailed"}
 # Metrics the dashboard and the alerts read that the operator does not export: Prometheus'
 # own per-target `up`, and the kubelet's cAdvisor memory of the container.
 EXTERNAL = {"up", "container_memory_working_set_bytes"}

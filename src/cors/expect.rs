@@ -376,6 +376,28 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_says_what_the_readme_shows() {
+        let expectations = [
+            Expectation::new(APP, "PUT", true)
+                .name("the app uploads")
+                .headers(["Content-Type"]),
+            Expectation::new(EVIL, "GET", false).name("no one else reads"),
+        ];
+        let rule = |origin: &str| {
+            CorsRule::new([origin], ["GET", "PUT"])
+                .id("app")
+                .allowed_headers(["content-type"])
+        };
+        assert_eq!(check_expectations(&[rule(APP)], &expectations), Ok(()));
+        assert_eq!(
+            check_expectations(&[rule("*")], &expectations),
+            Err(vec![
+                r#"spec.expectations[1] "no one else reads" (preflight GET from "https://evil.example") is expected to be refused, but rule 1 (id "app") allows it"#.to_owned()
+            ])
+        );
+    }
+
+    #[test]
     fn structural_errors_name_the_field_and_the_value() {
         let mut expectations = vec![
             Expectation::new(APP, "GET", true),

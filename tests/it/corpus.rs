@@ -11,6 +11,7 @@ use std::path::Path;
 
 use bucketcors::admission;
 use bucketcors::api::BucketCors;
+use bucketcors::cors;
 use kube::core::cel::Validator;
 use serde_json::Value;
 
@@ -73,6 +74,13 @@ fn controller(object: &Value) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join("; ")
     })
+}
+
+/// A good manifest also meets its own `expectations`, as the controller checks them.
+fn expectations(object: &Value) -> Result<(), String> {
+    let obj: BucketCors = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+    cors::check_expectations(&obj.spec.rules, &obj.spec.expectations)
+        .map_err(|failures| failures.join("; "))
 }
 
 fn cel(schema: &Value, object: &Value) -> Result<(), String> {
@@ -285,6 +293,7 @@ async fn every_example_and_good_manifest_passes_every_layer() {
             ("api server", api_server(h.cluster, &h.namespace, &manifest)),
             ("cel", cel(schema, &object)),
             ("controller", controller(&object)),
+            ("expectations", expectations(&object)),
         ] {
             if let Err(e) = verdict {
                 problems.push(format!("{file}: {layer} refused it: {e}"));
