@@ -569,6 +569,26 @@ fn every_command_has_help_with_examples_and_export_writes_one_file_per_object() 
             help.stdout
         );
     }
+    // A command that cannot run says why and exits 2, printing nothing.
+    let cannot = bucketcors(
+        &[
+            "explain",
+            "-f",
+            "/nonexistent.yaml",
+            "--origin",
+            "https://a",
+            "--method",
+            "GET",
+        ],
+        moto,
+        None,
+    );
+    assert_eq!((cannot.code, cannot.stdout.as_str()), (2, ""));
+    assert!(
+        cannot.stderr.contains("/nonexistent.yaml"),
+        "{}",
+        cannot.stderr
+    );
     let dir = tempfile::tempdir().unwrap();
     let doc = |name: &str, origin: &str| {
         format!(
