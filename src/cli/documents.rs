@@ -221,4 +221,11 @@ mod tests {
         assert!(err.line >= 3, "{err}");
         assert!(err.message.starts_with("not valid YAML"), "{err}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn splitting_never_panics(input in r#"(---\n|[a-z: \n\[\]{},#"-]){0,120}"#) {
+            let _ = split("f.yaml", &input);
+        }
+    }
 }

@@ -596,4 +596,74 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad} was read");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            // Printable text with the characters XML and JSON escape, and line ends.
+            proptest::string::string_regex("[ -~é\n\r\t&<>\"']{0,20}").unwrap()
+        }
+
+        fn rule() -> impl Strategy<Value = CorsRule> {
+            (
+                proptest::option::of(text()),
+                proptest::collection::vec(text(), 0..3),
+                proptest::collection::vec(text(), 0..3),
+                proptest::collection::vec(text(), 0..3),
+                proptest::collection::vec(text(), 0..3),
+                proptest::option::of(any::<i32>()),
+            )
+                .prop_map(|(id, origins, methods, headers, expose, max_age)| {
+                    CorsRule {
+                        id,
+                        allowed_origins: origins,
+                        allowed_methods: methods,
+                        allowed_headers: headers,
+                        expose_headers: expose,
+                        max_age_seconds: max_age,
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn reading_never_panics_on_any_text(input in any::<String>()) {
+                let _ = parse(&input);
+                let _ = parse_xml(&input);
+                let _ = parse_json(&input);
+            }
+
+            #[test]
+            fn reading_never_panics_on_xml_like_text(input in "[<>/A-Za-z &;#x0-9\n\"=]{0,80}") {
+                let _ = parse_xml(&input);
+            }
+
+            #[test]
+            fn json_round_trips_every_configuration(rules in proptest::collection::vec(rule(), 0..4)) {
+                prop_assert_eq!(parse_json(&to_json(&rules)).unwrap(), rules);
+            }
+
+            #[test]
+            fn xml_round_trips_every_configuration_without_outer_white_space(
+                rules in proptest::collection::vec(rule(), 0..4)
+            ) {
+                // XML text is read trimmed (pretty-printed documents have white space around
+                // values), so values that start or end with white space come back trimmed.
+                let trimmed: Vec<CorsRule> = rules
+                    .iter()
+                    .map(|r| CorsRule {
+                        id: r.id.as_ref().map(|v| v.trim().to_owned()),
+                        allowed_origins: r.allowed_origins.iter().map(|v| v.trim().to_owned()).collect(),
+                        allowed_methods: r.allowed_methods.iter().map(|v| v.trim().to_owned()).collect(),
+                        allowed_headers: r.allowed_headers.iter().map(|v| v.trim().to_owned()).collect(),
+                        expose_headers: r.expose_headers.iter().map(|v| v.trim().to_owned()).collect(),
+                        max_age_seconds: r.max_age_seconds,
+                    })
+                    .collect();
+                prop_assert_eq!(parse_xml(&to_xml(&rules)).unwrap(), trimmed);
+            }
+        }
+    }
 }
