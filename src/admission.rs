@@ -49,6 +49,12 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
     if let Err(rule_errors) = cors::validate_rules(&spec.rules) {
         errors.extend(rule_errors);
     }
+    // What the store the endpoint names documents it refuses, beyond AWS's rules. (An object
+    // with a storeRef names no endpoint of its own.)
+    if spec.store_ref.is_none() {
+        let profile = crate::profiles::for_endpoint(spec.endpoint.as_deref());
+        errors.extend(crate::profiles::check(profile, &spec.rules));
+    }
     errors.extend(cors::validate_expectations(&spec.expectations));
     if errors.is_empty() {
         Ok(())

@@ -11,6 +11,7 @@ pub mod cors;
 pub mod decide;
 pub mod http;
 pub mod metrics;
+pub mod profiles;
 pub mod reason;
 pub mod s3;
 pub mod status;
