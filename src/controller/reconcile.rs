@@ -17,6 +17,7 @@ use crate::admission;
 use crate::api::{BucketCors, BucketCorsStatus, DeletionPolicy, FINALIZER, ManagementPolicy};
 use crate::cors::{self, Plan};
 use crate::decide::{self, LastWrite, Ownership, Write};
+use crate::profiles;
 use crate::reason::Reason;
 use crate::s3::{BucketTarget, CorsStore, S3Error};
 use crate::status::{self, Outcome};
@@ -170,6 +171,23 @@ async fn converge<S: CorsStore>(
         Err(Halt::Outcome(outcome)) => return Ok(Pass::stopped(outcome, known.clone())),
         Err(Halt::Api(err)) => return Err(err),
     };
+    // The store the object reaches (through a ClusterBucketStore or the operator's default
+    // endpoint, which the spec alone does not show) may document limits of its own.
+    let refused = profiles::check(
+        profiles::for_endpoint(target.endpoint.as_deref()),
+        &spec.rules,
+    );
+    if !refused.is_empty() {
+        let message = refused
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Ok(Pass::stopped(
+            Outcome::new(Reason::InvalidSpec, message),
+            known.clone(),
+        ));
+    }
     let observed = match ctx.store.get_cors(&target).await {
         Ok(observed) => observed,
         Err(err) => return Ok(Pass::stopped(Halt::outcome(&err), known.clone())),

@@ -568,3 +568,38 @@ async fn a_store_made_after_its_object_grants_it_at_once() {
         rules("https://a.example.com")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stores_documented_limits_apply_to_the_objects_it_serves_before_any_call() {
+    let h = secure(|_| {}).await;
+    let tag = unique_name("r2");
+    let bucket = format!("{tag}-site");
+    // An R2 account endpoint: nothing here answers there, so any call would be Unavailable.
+    let name = unique_name("store");
+    let store: ClusterBucketStore = serde_json::from_value(serde_json::json!({
+        "apiVersion": "bucketcors.dev/v1alpha1",
+        "kind": "ClusterBucketStore",
+        "metadata": {"name": name},
+        "spec": {
+            "endpoint": "https://0123abcd.r2.cloudflarestorage.com",
+            "conditions": [{"namespaces": [h.namespace]}],
+            "buckets": [format!("{tag}-*")],
+        },
+    }))
+    .unwrap();
+    let stores: Api<ClusterBucketStore> = Api::all(h.client.clone());
+    stores.create(&PostParams::default(), &store).await.unwrap();
+    let _guard = StoreGuard {
+        api: stores,
+        name: name.clone(),
+    };
+    let mut week = rules("https://a.example.com");
+    week[0].max_age_seconds = Some(604_800);
+    h.create("web", through(&name, &bucket, week)).await;
+    let refused = h.wait_reason("web", "InvalidSpec").await;
+    let message = &refused.ready_condition().unwrap().message;
+    assert_eq!(
+        message,
+        "spec.rules[0].maxAgeSeconds: \"604800\" is more than Cloudflare R2 allows: maxAgeSeconds up to 86400"
+    );
+}
