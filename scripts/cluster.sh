@@ -86,9 +86,11 @@ set_dir() {
 # ---------------------------------------------------------------------------
 
 ensure_packages() {
-  local missing=() package
+  local missing=() package status
   for package in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
+    # Captured, then matched: `grep -q` under pipefail can kill dpkg-query with SIGPIPE.
+    status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+    [[ $status == *"ok installed"* ]] || missing+=("$package")
   done
   ((${#missing[@]} == 0)) && return 0
   ((EUID == 0)) || die "installing ${missing[*]} needs root"

@@ -225,7 +225,9 @@ EOF
 
   mkdir -p "$WORK/bin"
   # A real rsync says so; anything else on PATH under that name is not trusted.
-  if ! rsync --version 2>/dev/null | grep -q '^rsync  *version'; then
+  local rsync_version
+  rsync_version=$(rsync --version 2>/dev/null || true)
+  if ! [[ $rsync_version =~ ^rsync\ +version ]]; then
     # The build only uses rsync as `rsync -pc FILE... DIR` to place binaries.
     cat >"$WORK/bin/rsync" <<'EOF'
 #!/bin/sh

@@ -223,9 +223,11 @@ podman_() {
 # (podman's transient state: at most 50 characters, the same for the same storage),
 # which the caller removes.
 setup_podman() {
-  local missing=() package
+  local missing=() package status
   for package in "${PODMAN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
+    # Captured, then matched: `grep -q` under pipefail can kill dpkg-query with SIGPIPE.
+    status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+    [[ $status == *"ok installed"* ]] || missing+=("$package")
   done
   if ((${#missing[@]} > 0)); then
     ((EUID == 0)) || die "installing ${missing[*]} needs root"
