@@ -227,9 +227,11 @@ pub trait CorsStore: Send + Sync + 'static {
         target: &BucketTarget,
     ) -> impl Future<Output = Result<(), S3Error>> + Send;
 
-    /// Sends a browser's preflight for object `key` where the target's S3 calls go, and
-    /// returns what the store answered (see [`SdkStore::preflight`]). A store that cannot
-    /// answers Unsupported.
+    /// Sends a browser's preflight (`OPTIONS` with `Origin`, `Access-Control-Request-Method`
+    /// and, when `request_headers` is not empty, `Access-Control-Request-Headers`) for object
+    /// `key` of the target's bucket, where the target's S3 calls go (same endpoint, addressing
+    /// style, HTTP client and endpoint policy), unsigned, once, without retries, and returns
+    /// what the store answered, whatever the status. A store that cannot answers Unsupported.
     fn preflight(
         &self,
         target: &BucketTarget,

@@ -333,61 +333,8 @@ fn encode_path_segment(segment: &str) -> String {
     out
 }
 
-impl SdkStore {
-    /// The longest a preflight may take: it is a check, not a write.
-    pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(5);
-
-    /// Sends a browser's preflight (`OPTIONS` with `Origin`, `Access-Control-Request-Method`
-    /// and, when `request_headers` is not empty, `Access-Control-Request-Headers`) for object
-    /// `key` of the target's bucket, where the target's S3 calls go (same endpoint, addressing
-    /// style, HTTP client and endpoint policy), unsigned, once, without retries. Returns what
-    /// the store answered, whatever the status.
-    pub async fn preflight(
-        &self,
-        target: &BucketTarget,
-        key: &str,
-        origin: &str,
-        method: &str,
-        request_headers: &[&str],
-    ) -> Result<PreflightAnswer, S3Error> {
-        let answer = Arc::new(Mutex::new(None));
-        let interceptor = Preflight {
-            key: key.to_owned(),
-            origin: origin.to_owned(),
-            method: method.to_owned(),
-            request_headers: (!request_headers.is_empty()).then(|| request_headers.join(", ")),
-            sent_to: Mutex::default(),
-            answer: answer.clone(),
-        };
-        let sent = self
-            .client(target)
-            .get_bucket_cors()
-            .bucket(&target.bucket)
-            .customize()
-            .config_override(
-                aws_sdk_s3::config::Builder::default()
-                    .retry_config(RetryConfig::disabled())
-                    .timeout_config(
-                        TimeoutConfig::builder()
-                            .operation_timeout(Self::PREFLIGHT_TIMEOUT)
-                            .build(),
-                    ),
-            )
-            .interceptor(interceptor)
-            .send()
-            .await;
-        let answered = answer.lock().expect("preflight answer poisoned").take();
-        match (answered, sent) {
-            (Some(answer), _) => Ok(answer),
-            (None, Err(err)) => Err(classify(Operation::Preflight, &target.bucket, err)),
-            (None, Ok(_)) => Err(S3Error::Unavailable {
-                operation: Operation::Preflight,
-                bucket: target.bucket.clone(),
-                message: "no answer was recorded".into(),
-            }),
-        }
-    }
-}
+/// The longest a preflight may take: it is a check, not a write.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl CorsStore for SdkStore {
     async fn get_cors(&self, target: &BucketTarget) -> Result<Vec<CorsRule>, S3Error> {
@@ -438,7 +385,42 @@ impl CorsStore for SdkStore {
         method: &str,
         request_headers: &[&str],
     ) -> Result<PreflightAnswer, S3Error> {
-        SdkStore::preflight(self, target, key, origin, method, request_headers).await
+        let answer = Arc::new(Mutex::new(None));
+        let interceptor = Preflight {
+            key: key.to_owned(),
+            origin: origin.to_owned(),
+            method: method.to_owned(),
+            request_headers: (!request_headers.is_empty()).then(|| request_headers.join(", ")),
+            sent_to: Mutex::default(),
+            answer: answer.clone(),
+        };
+        let sent = self
+            .client(target)
+            .get_bucket_cors()
+            .bucket(&target.bucket)
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default()
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .operation_timeout(PREFLIGHT_TIMEOUT)
+                            .build(),
+                    ),
+            )
+            .interceptor(interceptor)
+            .send()
+            .await;
+        let answered = answer.lock().expect("preflight answer poisoned").take();
+        match (answered, sent) {
+            (Some(answer), _) => Ok(answer),
+            (None, Err(err)) => Err(classify(Operation::Preflight, &target.bucket, err)),
+            (None, Ok(_)) => Err(S3Error::Unavailable {
+                operation: Operation::Preflight,
+                bucket: target.bucket.clone(),
+                message: "no answer was recorded".into(),
+            }),
+        }
     }
 
     async fn delete_cors(&self, target: &BucketTarget) -> Result<(), S3Error> {

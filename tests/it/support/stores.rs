@@ -152,7 +152,7 @@ impl S3Server {
     /// (Garage applies CORS to preflight requests only for those); elsewhere it is S3's
     /// CreateBucket.
     pub async fn create_bucket(&self, name: &str) {
-        let Some(cli) = &self.garage else {
+        if self.garage.is_none() {
             self.client()
                 .create_bucket()
                 .bucket(name)
@@ -160,34 +160,19 @@ impl S3Server {
                 .await
                 .unwrap_or_else(|e| panic!("create bucket {name} on {}: {e:?}", self.name));
             return;
-        };
-        for args in [
-            vec!["bucket", "create", name],
-            vec![
-                "bucket",
-                "allow",
-                "--read",
-                "--write",
-                "--owner",
-                "--key",
-                "bucketcors",
-                name,
-            ],
-        ] {
-            let output = tokio::process::Command::new(&cli.bin)
-                .arg("-c")
-                .arg(&cli.config)
-                .args(&args)
-                .output()
-                .await
-                .expect("garage runs");
-            assert!(
-                output.status.success(),
-                "garage {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            );
         }
+        self.garage_cli(&["bucket", "create", name]).await;
+        self.garage_cli(&[
+            "bucket",
+            "allow",
+            "--read",
+            "--write",
+            "--owner",
+            "--key",
+            "bucketcors",
+            name,
+        ])
+        .await;
     }
 
     /// Runs Garage's command line against this server (Garage only); its output.
