@@ -19,22 +19,23 @@ demo: ## Local control plane + S3 server + operator + examples/, then show the r
 demo-down: ## Stop everything `make demo` started
 	scripts/demo.sh down
 
-tools: ## Install what the tests call: kubectl, promtool, aws, moto, kube-apiserver, etcd, the CRD server, Ceph RGW, Garage, s3s-fs, Chromium
+tools: ## Install what the tests call: kubectl, promtool, aws, moto, kube-apiserver, etcd, the node's commands, the CRD server, Ceph RGW, Garage, s3s-fs, Chromium
 	scripts/tools.sh
-	scripts/control-plane.sh build
+	scripts/control-plane.sh build-node >/dev/null
 	scripts/crd-server.sh build >/dev/null
 	scripts/rgw.sh install
 	scripts/s3s-fs.sh build
 	scripts/garage.sh build >/dev/null
 	scripts/browser.sh install >/dev/null
 
-test: lint tools chart-check argocd-check ## Lint, chart and Argo CD health checks, then every test against real servers (installs what they need)
+test: lint tools chart-check argocd-check ## Lint, chart and Argo CD health checks, every test against real servers, then the image installed with helm into a single-node cluster (installs what they need)
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) BUCKETCORS_REQUIRE_GARAGE=1 BUCKETCORS_REQUIRE_PROMTOOL=1 && \
 	  $(CARGO) test --locked --no-fail-fast
 	scripts/compat-table.py
 	@# The demo as README shows it, in a scratch folder (a running `make demo` is left alone).
 	BUCKETCORS_DEMO_DIR=$(CURDIR)/target/demo-check scripts/demo.sh up >/dev/null
 	BUCKETCORS_DEMO_DIR=$(CURDIR)/target/demo-check scripts/demo.sh down
+	scripts/install-check.sh
 
 bench: ## Benchmarks against real servers, writes BENCHMARKS.md (BENCH_ARGS=--large adds 10,000 objects)
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) && \

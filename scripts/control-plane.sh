@@ -11,7 +11,9 @@
 #                                   (the CRD server's: crd-server.sh build)
 #   control-plane.sh build-node     ensure kube-controller-manager, kube-scheduler,
 #                                   kubelet and kube-proxy exist (scripts/cluster.sh
-#                                   runs them); prints NAME=PATH lines
+#                                   runs them), with kube-apiserver and etcd: built
+#                                   together, they share one Go build cache; prints
+#                                   NAME=PATH lines
 #   control-plane.sh up DIR         start etcd + kube-apiserver and the CRD server
 #                                   behind it, state kept in DIR
 #   control-plane.sh down DIR       stop what `up DIR` started
@@ -107,9 +109,20 @@ resolve_binaries() {
   fi
 }
 
-ensure_binaries() {
+ensure_binaries() { ensure_builds; }
+
+# ensure_builds [node]: etcd and kube-apiserver, and with "node" also the node
+# commands, all in one work folder: they share the prepared source and the Go
+# build cache, so the node commands compile only what kube-apiserver did not.
+ensure_builds() {
+  local with_node=${1:-} name missing=()
   resolve_binaries
-  if [[ -x $APISERVER_BIN && -x $ETCD_BIN ]]; then
+  if [[ $with_node == node ]]; then
+    for name in "${NODE_COMMANDS[@]}"; do
+      [[ -x $NODE_CACHE/$name ]] || missing+=("$name")
+    done
+  fi
+  if [[ -x $APISERVER_BIN && -x $ETCD_BIN ]] && ((${#missing[@]} == 0)); then
     return 0
   fi
   mkdir -p "$CACHE"
@@ -126,6 +139,9 @@ ensure_binaries() {
   if [[ ! -x $APISERVER_BIN ]]; then
     build_apiserver
   fi
+  for name in "${missing[@]}"; do
+    [[ -x $NODE_CACHE/$name ]] || build_kubernetes_command "$name" "$NODE_CACHE/$name"
+  done
   rm -rf "$WORK"
   trap - EXIT
   exec 9>&-
@@ -279,29 +295,9 @@ build_apiserver() { build_kubernetes_command kube-apiserver "$APISERVER_CACHED";
 readonly NODE_COMMANDS=(kube-controller-manager kube-scheduler kubelet kube-proxy)
 NODE_CACHE="$CACHE/kubernetes-v$K8S_VERSION"
 
-ensure_node_binaries() {
-  local name missing=()
-  for name in "${NODE_COMMANDS[@]}"; do
-    [[ -x $NODE_CACHE/$name ]] || missing+=("$name")
-  done
-  ((${#missing[@]} == 0)) && return 0
-  mkdir -p "$CACHE"
-  exec 9>"$CACHE/.lock"
-  flock 9
-  rm -rf "$CACHE"/.work.*
-  WORK=$(mktemp -d "$CACHE/.work.XXXXXX")
-  trap 'rm -rf "$WORK"' EXIT
-  for name in "${missing[@]}"; do
-    [[ -x $NODE_CACHE/$name ]] || build_kubernetes_command "$name" "$NODE_CACHE/$name"
-  done
-  rm -rf "$WORK"
-  trap - EXIT
-  exec 9>&-
-}
-
 cmd_build_node() {
   local start=$SECONDS name
-  ensure_node_binaries
+  ensure_builds node
   log "node binaries available after $((SECONDS - start))s"
   for name in "${NODE_COMMANDS[@]}"; do
     printf '%s=%s\n' "$name" "$NODE_CACHE/$name"
