@@ -319,6 +319,7 @@ impl World {
             deletion_policy: DeletionPolicy::Delete,
             management_policy: ManagementPolicy::Full,
             put_checksum: None,
+            store_profile: None,
             rules,
             expectations: Vec::new(),
             verify: None,

@@ -11,19 +11,25 @@ reports = [json.loads(p.read_text()) for p in sorted((root / "target/compat").gl
 if not reports:
     sys.exit("compat-table: no results in target/compat (run the tests first)")
 
+# Real servers first, then the emulated stores.
+reports.sort(key=lambda r: (bool(r.get("emulated")), r["store"].lower()))
 lines = [
-    "| store | version | scenarios passed | what works | checksums | quirks handled |",
-    "|---|---|---|---|---|---|",
+    "| store | tested against | version | scenarios passed | what works | checksums | quirks handled |",
+    "|---|---|---|---|---|---|---|",
 ]
 for r in reports:
+    against = f"emulation from its documentation ([source]({r['source']}))" if r.get("emulated") else "the real server"
     if r.get("skipped"):
-        lines.append(f"| {r['store']} | {r['version']} | — | {r['skipped']} | n/a | — |")
+        lines.append(f"| {r['store']} | {against} | {r['version']} | — | {r['skipped']} | n/a | — |")
         continue
     passed = [x for x in r["results"] if x["passed"]]
-    works = "; ".join(x["scenario"].split(":")[0] for x in passed) or "—"
-    quirks = "; ".join(r["quirks"]) or "none seen"
+    # An emulated store's "proof" scenarios show what the emulation does to an object without
+    # the store's profile: they are the quirks the profile handles.
+    works = "; ".join(x["scenario"].split(":")[0] for x in passed if not x.get("proof")) or "—"
+    quirks = "; ".join(r["quirks"] + ["without the profile: " + x["detail"] for x in passed if x.get("proof")]) or "none seen"
     checksums = next((x["detail"] for x in r["results"] if x["scenario"].startswith("PutBucketCors with")), "n/a")
-    lines.append(f"| {r['store']} | {r['version']} | {len(passed)}/{len(r['results'])} | {works} | {checksums} | {quirks} |")
+    version = "—" if r.get("emulated") else r["version"]
+    lines.append(f"| {r['store']} | {against} | {version} | {len(passed)}/{len(r['results'])} | {works} | {checksums} | {quirks} |")
 table = "\n".join(lines)
 
 readme = root / "README.md"

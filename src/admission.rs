@@ -52,7 +52,7 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
     // What the store the endpoint names documents it refuses, beyond AWS's rules. (An object
     // with a storeRef names no endpoint of its own.)
     if spec.store_ref.is_none() {
-        let profile = crate::profiles::for_endpoint(spec.endpoint.as_deref());
+        let profile = crate::profiles::resolve(spec.store_profile, spec.endpoint.as_deref());
         errors.extend(crate::profiles::check(profile, &spec.rules));
     }
     errors.extend(cors::validate_expectations(&spec.expectations));
@@ -66,11 +66,12 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
 // What a store says and an object that names one may not say again.
 const WITH_STORE_REF: &str = "may not be set with spec.storeRef: the ClusterBucketStore says it";
 
-fn store_fields(spec: &BucketCorsSpec) -> [(&'static str, bool); 4] {
+fn store_fields(spec: &BucketCorsSpec) -> [(&'static str, bool); 5] {
     [
         ("endpoint", spec.endpoint.is_some()),
         ("forcePathStyle", spec.force_path_style.is_some()),
         ("putChecksum", spec.put_checksum.is_some()),
+        ("storeProfile", spec.store_profile.is_some()),
         (
             "credentialsSecretRef",
             spec.credentials_secret_ref.is_some(),

@@ -45,7 +45,7 @@ pub struct BucketCorsSpec {
 
     /// The ClusterBucketStore to act through: its endpoint, identity and region. An
     /// administrator's store must grant this namespace the bucket. With a store, `endpoint`,
-    /// `forcePathStyle`, `putChecksum` and `credentialsSecretRef` come from it and may not be
+    /// `forcePathStyle`, `putChecksum`, `storeProfile` and `credentialsSecretRef` come from it and may not be
     /// set here. Cannot be changed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_ref: Option<StoreRef>,
@@ -85,6 +85,13 @@ pub struct BucketCorsSpec {
     /// S3-compatible stores that refuse the former). Default: the operator's `--put-checksum`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub put_checksum: Option<PutChecksum>,
+
+    /// Which store serves the bucket (`CloudflareR2`, `BackblazeB2`, `Wasabi`, `MinIO`, ...),
+    /// when its endpoint's host does not tell: its documented limits are checked before any
+    /// call, the headers it does not take are not sent, and what it does by itself is not
+    /// fought. Default: chosen from the endpoint's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_profile: Option<StoreProfile>,
 
     /// `Full` makes the bucket match and puts it back when changed by other means.
     /// `ObserveOnly` never writes; it reports differences as Ready=False, reason Drifted.
@@ -164,6 +171,32 @@ pub enum PutChecksum {
     /// `Content-MD5` only, for stores that refuse the flexible checksum headers.
     #[serde(rename = "ContentMD5")]
     ContentMd5,
+}
+
+/// Which S3 implementation serves a bucket: the operator applies what that store documents
+/// (its limits, the headers it takes, what it does after a delete). When not named: chosen from
+/// the endpoint's host (`*.r2.cloudflarestorage.com` is CloudflareR2, and so on), else Generic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum StoreProfile {
+    #[serde(rename = "AWS")]
+    Aws,
+    CloudflareR2,
+    BackblazeB2,
+    Wasabi,
+    DigitalOceanSpaces,
+    #[serde(rename = "MinIO")]
+    MinIo,
+    Scaleway,
+    #[serde(rename = "OVHcloud")]
+    OvhCloud,
+    #[serde(rename = "IONOS")]
+    Ionos,
+    Storj,
+    #[serde(rename = "CephRGW")]
+    CephRgw,
+    Garage,
+    /// AWS's rules only.
+    Generic,
 }
 
 /// Whether the operator writes to the bucket.

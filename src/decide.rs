@@ -8,6 +8,7 @@ use crate::admission;
 use crate::api::{BucketCorsSpec, BucketCorsStatus, DeletionPolicy, ManagementPolicy};
 use crate::api::{ObservedRule, PreviousConfiguration};
 use crate::cors::{self, CorsRule, Plan};
+use crate::profiles::{self, Profile};
 use crate::reason::Reason;
 use crate::status::Outcome;
 
@@ -58,6 +59,33 @@ pub struct LastWrite {
     pub generation: Option<i64>,
     /// [`fingerprint`] of what the bucket held just before that write.
     pub before: u64,
+    /// The write was a delete.
+    pub deleted: bool,
+    /// [`fingerprint`] of the configuration the store brought back by itself after that
+    /// delete (its default), once a pass has seen it.
+    pub store_default: Option<u64>,
+}
+
+impl LastWrite {
+    /// A write of generation `generation` over a bucket that held `before`.
+    pub fn new(generation: Option<i64>, before: &[CorsRule], deleted: bool) -> Self {
+        LastWrite {
+            generation,
+            before: fingerprint(before),
+            deleted,
+            store_default: None,
+        }
+    }
+
+    /// This delete, with the configuration the store brought back after it (fingerprint
+    /// `default`): the delete did what it could, so what it replaced no longer matters.
+    pub fn with_store_default(self, default: u64) -> Self {
+        LastWrite {
+            before: default,
+            store_default: Some(default),
+            ..self
+        }
+    }
 }
 
 /// What a pass does.
@@ -69,6 +97,9 @@ pub struct Decision {
     pub record: Option<Record>,
     /// The pass's outcome when it writes nothing, or when its write succeeds.
     pub outcome: Outcome,
+    /// The bucket holds the store's own default configuration, which it brought back after
+    /// this object's delete: its [`fingerprint`], to tell it on later passes.
+    pub store_default: Option<u64>,
 }
 
 impl Decision {
@@ -78,6 +109,7 @@ impl Decision {
             write: None,
             record: None,
             outcome,
+            store_default: None,
         }
     }
 }
@@ -143,10 +175,46 @@ pub fn decide(
     last_write: Option<&LastWrite>,
     now: &str,
 ) -> Decision {
+    decide_on(
+        &profiles::AWS,
+        spec,
+        generation,
+        observed,
+        status,
+        ownership,
+        last_write,
+        now,
+    )
+}
+
+/// [`decide`] for a bucket on a store with `profile`.
+#[allow(clippy::too_many_arguments)]
+pub fn decide_on(
+    profile: &Profile,
+    spec: &BucketCorsSpec,
+    generation: Option<i64>,
+    observed: &[CorsRule],
+    status: Option<&BucketCorsStatus>,
+    ownership: &Ownership,
+    last_write: Option<&LastWrite>,
+    now: &str,
+) -> Decision {
     if let Err(outcome) = precheck(spec, ownership) {
         return Decision::stop(outcome);
     }
     let plan = cors::diff(&spec.rules, observed);
+    // "No rules" on a store that brings its default back after a delete is that default: the
+    // configuration that came back after this object's delete is left alone (and told apart
+    // from one written by hand later, which is deleted again).
+    let store_default = (profile.default_after_delete
+        && spec.management_policy == ManagementPolicy::Full
+        && plan == Plan::Delete
+        && last_write.is_some_and(|w| {
+            w.deleted
+                && w.generation == generation
+                && w.store_default.is_none_or(|d| d == fingerprint(observed))
+        }))
+    .then(|| fingerprint(observed));
     let in_sync = || {
         Outcome::new(
             Reason::InSync,
@@ -159,6 +227,18 @@ pub fn decide(
     };
     let (write, outcome) = match (&plan, spec.management_policy) {
         (Plan::NoChange, _) => (None, in_sync()),
+        _ if store_default.is_some() => (
+            None,
+            Outcome::new(
+                Reason::InSync,
+                format!(
+                    "the bucket holds {}'s default configuration ({} rule(s)), which the store brings back after a delete; the spec asks for no rules of its own",
+                    profile.name,
+                    observed.len()
+                ),
+            )
+            .with_rule_count(observed.len()),
+        ),
         (_, ManagementPolicy::ObserveOnly) => (
             None,
             Outcome::new(Reason::Drifted, cors::describe_drift(&spec.rules, observed))
@@ -202,6 +282,7 @@ pub fn decide(
         write,
         record,
         outcome,
+        store_default,
     }
 }
 
@@ -408,10 +489,7 @@ mod tests {
                 r
             })
             .collect();
-        let last = LastWrite {
-            generation: Some(1),
-            before: fingerprint(&dropped),
-        };
+        let last = LastWrite::new(Some(1), &dropped, false);
         let status = recorded();
         let d = decide(
             &s,
@@ -447,6 +525,65 @@ mod tests {
             NOW,
         );
         assert!(d.write.is_some());
+    }
+
+    #[test]
+    fn no_rules_on_a_store_that_brings_its_default_back_is_that_default() {
+        let s = spec(json!([]));
+        let default = vec![CorsRule::new(["*"], ["GET"])];
+        let on = |profile, observed: &[CorsRule], last: Option<&LastWrite>| {
+            decide_on(
+                profile,
+                &s,
+                Some(1),
+                observed,
+                Some(&recorded()),
+                &Ownership::Holds,
+                last,
+                NOW,
+            )
+        };
+        // Before any delete: a configuration is deleted, whatever the store.
+        assert_eq!(
+            on(&profiles::WASABI, &theirs(), None).write,
+            Some(Write::Delete)
+        );
+        // What came back after this object's delete is the store's default: left alone.
+        let deleted = LastWrite::new(Some(1), &theirs(), true);
+        let d = on(&profiles::WASABI, &default, Some(&deleted));
+        assert_eq!(d.write, None);
+        assert_eq!(d.outcome.reason, Reason::InSync);
+        assert_eq!(d.store_default, Some(fingerprint(&default)));
+        assert!(
+            d.outcome.message.contains("Wasabi's default"),
+            "{}",
+            d.outcome.message
+        );
+        // Once known, the default keeps being left alone; anything else is deleted again.
+        let known = deleted.with_store_default(d.store_default.unwrap());
+        assert_eq!(on(&profiles::WASABI, &default, Some(&known)).write, None);
+        assert_eq!(
+            on(&profiles::WASABI, &theirs(), Some(&known)).write,
+            Some(Write::Delete),
+            "even the rules the first delete removed, written back by hand"
+        );
+        // A store without a default deletes again (then reports NotPersisted if that too
+        // comes back unchanged).
+        assert_eq!(
+            on(&profiles::AWS, &default, Some(&deleted)).write,
+            Some(Write::Delete)
+        );
+        // A delete of an older generation, or a write that was a put, says nothing of a default.
+        let older = LastWrite::new(Some(0), &theirs(), true);
+        assert_eq!(
+            on(&profiles::WASABI, &default, Some(&older)).write,
+            Some(Write::Delete)
+        );
+        let put = LastWrite::new(Some(1), &theirs(), false);
+        assert_eq!(
+            on(&profiles::WASABI, &default, Some(&put)).write,
+            Some(Write::Delete)
+        );
     }
 
     #[test]

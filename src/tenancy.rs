@@ -12,7 +12,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Condition, PutChecksum, SecretRef};
+use crate::api::{Condition, PutChecksum, SecretRef, StoreProfile};
 
 /// An S3 store and what it grants: administrators make one per store and identity, and say
 /// which namespaces may use it for which buckets. BucketCors objects name it in
@@ -52,6 +52,12 @@ pub struct ClusterBucketStoreSpec {
     /// operator's `--put-checksum`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub put_checksum: Option<PutChecksum>,
+
+    /// Which S3 implementation this is (`CloudflareR2`, `BackblazeB2`, `Wasabi`, `MinIO`, ...),
+    /// when the endpoint's host does not tell: the objects it serves get that store's
+    /// documented limits and handling. Default: chosen from the endpoint's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<StoreProfile>,
 
     /// The identity the operator acts with on this store. When absent: the operator's own
     /// (environment, IRSA / web identity, Pod Identity).
@@ -458,6 +464,7 @@ mod tests {
                 region: None,
                 force_path_style: None,
                 put_checksum: None,
+                profile: None,
                 credentials: None,
                 conditions,
                 buckets: buckets.iter().map(|b| (*b).to_owned()).collect(),

@@ -17,7 +17,7 @@ use crate::admission;
 use crate::api::{BucketCors, BucketCorsStatus, DeletionPolicy, FINALIZER, ManagementPolicy};
 use crate::cors::{self, Plan};
 use crate::decide::{self, LastWrite, Ownership, Write};
-use crate::profiles;
+use crate::profiles::{self, Profile};
 use crate::reason::Reason;
 use crate::s3::{BucketTarget, CorsStore, S3Error};
 use crate::status::{self, Outcome};
@@ -171,15 +171,20 @@ async fn converge<S: CorsStore>(
         Err(Halt::Outcome(outcome)) => return Ok(Pass::stopped(outcome, known.clone())),
         Err(Halt::Api(err)) => return Err(err),
     };
+    let profile = profiles::named(target.profile);
+    if let Some(advice) = profile.no_cors_api {
+        let outcome = Outcome::new(
+            Reason::Unsupported,
+            format!("the store is {}: {advice}; nothing was sent", profile.name),
+        );
+        return Ok(Pass::stopped(outcome, known.clone()));
+    }
     // The store the object reaches through a ClusterBucketStore or the operator's default
-    // endpoint may document limits of its own; an endpoint the spec names was checked with
-    // the spec.
-    let refused = match spec.endpoint {
-        Some(_) => Vec::new(),
-        None => profiles::check(
-            profiles::for_endpoint(target.endpoint.as_deref()),
-            &spec.rules,
-        ),
+    // endpoint may document limits of its own; a profile the spec names, or the one its own
+    // endpoint tells, was checked with the spec.
+    let refused = match (&spec.endpoint, spec.store_profile) {
+        (None, None) => profiles::check(profile, &spec.rules),
+        _ => Vec::new(),
     };
     if !refused.is_empty() {
         let message = refused
@@ -194,10 +199,14 @@ async fn converge<S: CorsStore>(
     }
     let observed = match ctx.store.get_cors(&target).await {
         Ok(observed) => observed,
-        Err(err) => return Ok(Pass::stopped(Halt::outcome(&err), known.clone())),
+        Err(err) => {
+            let outcome = with_advice(Halt::outcome(&err), profile);
+            return Ok(Pass::stopped(outcome, known.clone()));
+        }
     };
     let generation = obj.metadata.generation;
-    let decision = decide::decide(
+    let decision = decide::decide_on(
+        profile,
         spec,
         generation,
         &observed,
@@ -244,7 +253,7 @@ async fn converge<S: CorsStore>(
         // A failed write still carries the record made before it into the pass's status.
         Err(err) => {
             return Ok(Pass {
-                outcome: Halt::outcome(&err),
+                outcome: with_advice(Halt::outcome(&err), profile),
                 plan: decision.plan,
                 wrote: None,
                 base,
@@ -253,15 +262,19 @@ async fn converge<S: CorsStore>(
         }
     };
     match (&decision.write, &decision.plan) {
-        (Some(_), _) => {
-            let before = decide::fingerprint(&observed);
-            ctx.set_last_write(obj, Some(LastWrite { generation, before }));
+        (Some(write), _) => {
+            let deleted = matches!(write, Write::Delete);
+            ctx.set_last_write(obj, Some(LastWrite::new(generation, &observed, deleted)));
             if already_applied(obj, known.as_ref()) {
                 ctx.metrics.drift_corrections.inc();
             }
         }
         (None, Some(Plan::NoChange)) => ctx.set_last_write(obj, None),
-        (None, _) => {}
+        (None, _) => {
+            if let (Some(default), Some(last)) = (decision.store_default, ctx.last_write(obj)) {
+                ctx.set_last_write(obj, Some(last.with_store_default(default)));
+            }
+        }
     }
     if outcome.reason == Reason::NotPersisted && !reported(known.as_ref(), Reason::NotPersisted) {
         ctx.metrics.unkept_writes.inc();
@@ -301,6 +314,21 @@ async fn converge<S: CorsStore>(
 impl Halt {
     fn outcome(err: &S3Error) -> Outcome {
         Outcome::new(err.reason(), err.to_string())
+    }
+}
+
+/// An Unsupported outcome on a store whose profile says what to do instead.
+fn with_advice(outcome: Outcome, profile: &Profile) -> Outcome {
+    match profile.not_implemented_advice {
+        Some(advice)
+            if outcome.reason == Reason::Unsupported && !outcome.message.contains(advice) =>
+        {
+            let mut advised =
+                Outcome::new(outcome.reason, format!("{}; {advice}", outcome.message));
+            advised.rule_count = outcome.rule_count;
+            advised
+        }
+        _ => outcome,
     }
 }
 

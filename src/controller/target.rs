@@ -9,6 +9,7 @@ use kube::Api;
 use super::reconcile::{Error, Halt};
 use super::{Context, CorsStore};
 use crate::api::{BucketCors, PutChecksum, SecretRef};
+use crate::profiles;
 use crate::reason::Reason;
 use crate::s3::{BucketTarget, Checksum, Credentials, RoleSession};
 use crate::status::Outcome;
@@ -44,13 +45,11 @@ impl Denial {
 /// bucket it is.
 pub fn bucket_of<S>(obj: &BucketCors, ctx: &Context<S>, access: &Access) -> BucketTarget {
     let spec = &obj.spec;
-    let checksum = |choice: Option<PutChecksum>| match choice {
-        Some(PutChecksum::Crc32) => Checksum::Crc32,
-        Some(PutChecksum::ContentMd5) => Checksum::ContentMd5,
-        None => ctx.settings.put_checksum,
-    };
     let mut target = BucketTarget::new(spec.bucket.clone());
-    target.expected_bucket_owner = spec.expected_bucket_owner.clone();
+    let (named, choice) = match access {
+        Access::Store(store) => (store.spec.profile, store.spec.put_checksum),
+        Access::Own { .. } | Access::Ambient => (spec.store_profile, spec.put_checksum),
+    };
     match access {
         Access::Store(store) => {
             let s = &store.spec;
@@ -60,18 +59,28 @@ pub fn bucket_of<S>(obj: &BucketCors, ctx: &Context<S>, access: &Access) -> Buck
                 .or_else(|| ctx.settings.default_endpoint.clone());
             target.region = spec.region.clone().or_else(|| s.region.clone());
             target.force_path_style = s.force_path_style.unwrap_or(false);
-            target.checksum = checksum(s.put_checksum);
         }
         Access::Own { guarded } => {
             target.guarded = *guarded;
             own_place(&mut target, obj, ctx);
-            target.checksum = checksum(spec.put_checksum);
         }
-        Access::Ambient => {
-            own_place(&mut target, obj, ctx);
-            target.checksum = checksum(spec.put_checksum);
-        }
+        Access::Ambient => own_place(&mut target, obj, ctx),
     }
+    let profile = profiles::resolve(named, target.endpoint.as_deref());
+    target.profile = profile.kind;
+    // The object's (or store's) own choice, else what the store is documented to need, else
+    // the operator's default.
+    target.checksum = match choice.or(profile.put_checksum) {
+        Some(PutChecksum::Crc32) => Checksum::Crc32,
+        Some(PutChecksum::ContentMd5) => Checksum::ContentMd5,
+        None => ctx.settings.put_checksum,
+    };
+    // A store that does not take `x-amz-expected-bucket-owner` is not sent it: the owner check
+    // is then not made (the README says so).
+    target.expected_bucket_owner = spec
+        .expected_bucket_owner
+        .clone()
+        .filter(|_| profile.expected_bucket_owner);
     target
 }
 

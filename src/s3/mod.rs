@@ -9,6 +9,7 @@ use std::future::Future;
 
 pub use sdk::{PreflightAnswer, SdkStore};
 
+use crate::api::StoreProfile;
 use crate::cors::CorsRule;
 use crate::reason::Reason;
 
@@ -61,6 +62,9 @@ pub struct BucketTarget {
     /// Every connection passes the store's endpoint policy (the object named its own
     /// endpoint and credentials); an administrator's store is not guarded.
     pub guarded: bool,
+    /// The store's profile (`crate::profiles`): named by the object or its store, else
+    /// chosen from the endpoint's host.
+    pub profile: StoreProfile,
 }
 
 /// How a PutBucketCors body is protected.
@@ -85,6 +89,7 @@ impl BucketTarget {
             assume_role: None,
             checksum: Checksum::default(),
             guarded: false,
+            profile: StoreProfile::Aws,
         }
     }
 

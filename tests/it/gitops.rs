@@ -314,6 +314,7 @@ async fn argocd_test_data_are_real_objects_and_carry_the_kstatus_conditions() {
             region: Some("eu-west-1".into()),
             force_path_style: None,
             put_checksum: None,
+            profile: None,
             credentials: None,
             conditions,
             buckets: vec!["team-a-*".into()],

@@ -9,6 +9,7 @@ mod crash;
 mod deletion;
 mod e2e;
 mod edges;
+mod emulated;
 mod expectations;
 mod faults;
 mod gitops;

@@ -73,6 +73,7 @@ async fn make_store(h: &Harness, conditions: Vec<StoreCondition>, globs: &[Strin
             region: None,
             force_path_style: None,
             put_checksum: None,
+            profile: None,
             credentials: None,
             conditions,
             buckets: globs.to_vec(),
@@ -602,4 +603,52 @@ async fn a_stores_documented_limits_apply_to_the_objects_it_serves_before_any_ca
         message,
         "spec.rules[0].maxAgeSeconds: \"604800\" is more than Cloudflare R2 allows: maxAgeSeconds up to 86400"
     );
+
+    // A store whose host tells nothing names its profile: the same limit applies to what it
+    // serves, and what is within it reaches the store.
+    let named = unique_name("store");
+    let store: ClusterBucketStore = serde_json::from_value(serde_json::json!({
+        "apiVersion": "bucketcors.dev/v1alpha1",
+        "kind": "ClusterBucketStore",
+        "metadata": {"name": named},
+        "spec": {
+            "endpoint": Moto::shared().endpoint(),
+            "profile": "CloudflareR2",
+            "conditions": [{"namespaces": [h.namespace]}],
+            "buckets": [format!("{tag}-named-*")],
+        },
+    }))
+    .unwrap();
+    let stores: Api<ClusterBucketStore> = Api::all(h.client.clone());
+    stores.create(&PostParams::default(), &store).await.unwrap();
+    let _named_guard = StoreGuard {
+        api: stores,
+        name: named.clone(),
+    };
+    let mut week = rules("https://a.example.com");
+    week[0].max_age_seconds = Some(604_800);
+    let refused_bucket = Moto::shared().new_bucket(&format!("{tag}-named-a")).await;
+    h.create("named-week", through(&named, &refused_bucket, week))
+        .await;
+    let refused = h.wait_reason("named-week", "InvalidSpec").await;
+    assert!(
+        refused
+            .ready_condition()
+            .unwrap()
+            .message
+            .contains("more than Cloudflare R2 allows"),
+        "{:?}",
+        refused.ready_condition()
+    );
+    assert_eq!(
+        bucket_cors(&Moto::shared().client(), &refused_bucket).await,
+        vec![]
+    );
+    let mut day = rules("https://a.example.com");
+    day[0].max_age_seconds = Some(86_400);
+    let bucket = Moto::shared().new_bucket(&format!("{tag}-named-b")).await;
+    h.create("named-day", through(&named, &bucket, day.clone()))
+        .await;
+    h.wait_reason("named-day", "Applied").await;
+    assert_eq!(bucket_cors(&Moto::shared().client(), &bucket).await, day);
 }

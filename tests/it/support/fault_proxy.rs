@@ -2,9 +2,15 @@
 //! answers the way a troubled store does: throttling, internal errors, connections dropped,
 //! reset or left hanging. The fault can be switched at any time and applies to the next request.
 //!
+//! It can also stand in for a store that is not here (`FaultProxy::emulating`): in front of
+//! moto, it answers as that store's documentation says it does, where the operator relies on
+//! it. Each [`Emulation`] cites its source; what no source says (the exact text of an error) is
+//! marked as the emulation's own.
+//!
 //! Every connection carries one request: the proxy reads it whole (head, then `Content-Length`
 //! bytes of body), forwards it or fails it, and closes the connection.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,6 +60,45 @@ pub enum Failure {
     HugeBody,
 }
 
+/// A store that does not run here, reproduced from its documentation in front of moto.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emulation {
+    /// Requests reach the S3 server as they are.
+    None,
+    /// IONOS Object Storage: "The x-amz-expected-bucket-owner header isn't supported" on the
+    /// CORS operations
+    /// (<https://docs.ionos.com/sections-test/api/ionos-object-storage/ionos-object-storage-for-user-owned-buckets/cors>).
+    /// A request carrying it is answered `501 NotImplemented` (the answer's shape is the
+    /// emulation's own, modelled on how R2 answers a header it does not implement:
+    /// <https://github.com/cloudflare/cloudflare-docs/issues/4508>).
+    Ionos,
+    /// Backblaze B2's S3 API: a request with a flexible checksum header is answered `400
+    /// InvalidArgument: Unsupported header 'x-amz-checksum-crc32' received for this API call.`
+    /// (<https://github.com/stonith404/pingvin-share/issues/798>); GetBucketCors answers with a
+    /// rule's duplicate methods merged
+    /// (<https://www.backblaze.com/docs/cloud-storage-enable-cors-with-the-s3-compatible-api>).
+    BackblazeB2,
+    /// Wasabi: "Wasabi maintains a default CORS configuration. [...] If you delete a custom
+    /// CORS configuration, the default configuration is used"
+    /// (<https://docs.wasabi.com/docs/cross-origin-resource-sharing-cors>): where moto has no
+    /// configuration, GetBucketCors answers [`WASABI_DEFAULT`] (the documentation does not
+    /// publish the default's rules; this one is the emulation's own).
+    Wasabi,
+    /// MinIO's community edition: every bucket CORS request is answered `501 NotImplemented: A
+    /// header you provided implies functionality that is not implemented`, with `Server: MinIO`
+    /// (<https://github.com/minio/minio/issues/21332>).
+    MinIoCommunity,
+    /// Cloudflare R2's limits: a PutBucketCors with a `MaxAgeSeconds` over 86400 or an origin
+    /// with a path is answered `400 InvalidArgument`
+    /// (<https://developers.cloudflare.com/r2/buckets/cors/>; the answer's text is the
+    /// emulation's own).
+    CloudflareR2,
+}
+
+/// The default configuration the Wasabi emulation answers where none was written.
+pub const WASABI_DEFAULT: &str =
+    "<CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule>";
+
 /// Which requests fail, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -79,6 +124,9 @@ impl Fault {
 
 struct Shared {
     upstream: String,
+    emulation: Emulation,
+    /// How many requests carried each header (by lower-case name).
+    headers: Mutex<HashMap<String, usize>>,
     fault: watch::Sender<Fault>,
     seen: AtomicUsize,
     faulted: AtomicUsize,
@@ -101,6 +149,11 @@ impl FaultProxy {
     /// Starts the proxy on the current runtime, forwarding to `upstream` (`http://HOST:PORT`),
     /// passing every request until told otherwise.
     pub async fn start(upstream: &str) -> FaultProxy {
+        FaultProxy::emulating(upstream, Emulation::None).await
+    }
+
+    /// [`FaultProxy::start`], answering as `emulation` says its store does.
+    pub async fn emulating(upstream: &str, emulation: Emulation) -> FaultProxy {
         let upstream = upstream
             .strip_prefix("http://")
             .expect("an http:// upstream")
@@ -110,6 +163,8 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             upstream,
+            emulation,
+            headers: Mutex::new(HashMap::new()),
             fault: watch::Sender::new(Fault::Pass),
             seen: AtomicUsize::new(0),
             faulted: AtomicUsize::new(0),
@@ -178,6 +233,16 @@ impl FaultProxy {
             .iter()
             .filter(|m| *m != "GET")
             .count()
+    }
+
+    /// How many requests so far carried header `name`.
+    pub fn requests_with_header(&self, name: &str) -> usize {
+        self.check();
+        let headers = self.shared.headers.lock().unwrap();
+        headers
+            .get(&name.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Requests failed so far.
@@ -267,7 +332,21 @@ async fn answer(client: &mut BufReader<TcpStream>, request: Request, shared: &Sh
         .log
         .lock()
         .unwrap()
-        .push((request.method().to_owned(), target));
+        .push((request.method().to_owned(), target.clone()));
+    {
+        let mut headers = shared.headers.lock().unwrap();
+        for line in &request.head[1..] {
+            if let Some((name, _)) = line.split_once(':') {
+                *headers.entry(name.trim().to_ascii_lowercase()).or_default() += 1;
+            }
+        }
+    }
+    if let Some(answer) = emulate(&request, &target, shared).await {
+        let stream = client.get_mut();
+        let _ = stream.write_all(&answer).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
     let mut hang = shared.fault.subscribe();
     let failure = shared.fault.borrow().failure_for(request.method());
     if failure.is_some() {
@@ -475,6 +554,22 @@ async fn forward(upstream: &str, request: &Request) -> io::Result<Vec<u8>> {
 /// `answer` with every `<ID>…</ID>` element of its body removed and its Content-Length set
 /// to match.
 fn without_ids(answer: &[u8]) -> Result<Vec<u8>, String> {
+    with_body(answer, |body| {
+        while let Some(start) = body.find("<ID>") {
+            let stop = body[start..]
+                .find("</ID>")
+                .ok_or("DropIds: <ID> without </ID>")?;
+            body.replace_range(start..start + stop + "</ID>".len(), "");
+        }
+        Ok(())
+    })
+}
+
+/// `answer` with its body changed by `change` and its Content-Length set to match.
+fn with_body(
+    answer: &[u8],
+    change: impl FnOnce(&mut String) -> Result<(), String>,
+) -> Result<Vec<u8>, String> {
     let end = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -485,14 +580,9 @@ fn without_ids(answer: &[u8]) -> Result<Vec<u8>, String> {
         .lines()
         .any(|l| header_value(l, "transfer-encoding").is_some())
     {
-        return Err("DropIds: chunked answers are not supported".into());
+        return Err("chunked answers are not supported".into());
     }
-    while let Some(start) = body.find("<ID>") {
-        let stop = body[start..]
-            .find("</ID>")
-            .ok_or("DropIds: <ID> without </ID>")?;
-        body.replace_range(start..start + stop + "</ID>".len(), "");
-    }
+    change(&mut body)?;
     let lines: Vec<String> = head
         .split("\r\n")
         .filter(|l| header_value(l, "content-length").is_none())
@@ -532,4 +622,164 @@ fn s3_error(status: &str, code: &str, message: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// Whether `target` (path and query) names a bucket's `cors` subresource.
+fn is_cors(target: &str) -> bool {
+    target.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|p| p == "cors" || p.starts_with("cors="))
+    })
+}
+
+/// The answer the emulated store gives `request` itself, or `None` to go on (to the fault,
+/// then the S3 server).
+async fn emulate(request: &Request, target: &str, shared: &Shared) -> Option<Vec<u8>> {
+    let cors = is_cors(target);
+    let method = request.method();
+    match shared.emulation {
+        Emulation::None => None,
+        Emulation::Ionos => request.header("x-amz-expected-bucket-owner").map(|_| {
+            s3_error(
+                "501 Not Implemented",
+                "NotImplemented",
+                "Header 'x-amz-expected-bucket-owner' not implemented",
+            )
+        }),
+        Emulation::BackblazeB2 => {
+            let checksum = request.head[1..]
+                .iter()
+                .filter_map(|line| line.split_once(':'))
+                .map(|(name, _)| name.trim().to_ascii_lowercase())
+                .find(|name| name.starts_with("x-amz-checksum-"));
+            if let Some(name) = checksum {
+                return Some(s3_error(
+                    "400 Bad Request",
+                    "InvalidArgument",
+                    &format!("Unsupported header '{name}' received for this API call."),
+                ));
+            }
+            if !(cors && method == "GET") {
+                return None;
+            }
+            let answer = forwarded(request, shared).await?;
+            checked(with_body(&answer, merge_duplicate_methods), shared)
+        }
+        Emulation::Wasabi => {
+            if !(cors && method == "GET") {
+                return None;
+            }
+            let answer = forwarded(request, shared).await?;
+            let text = String::from_utf8_lossy(&answer);
+            if text.starts_with("HTTP/1.1 404") && text.contains("NoSuchCORSConfiguration") {
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CORSConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{WASABI_DEFAULT}</CORSConfiguration>"
+                );
+                Some(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .into_bytes(),
+                )
+            } else {
+                Some(answer)
+            }
+        }
+        Emulation::MinIoCommunity => cors.then(|| {
+            with_header(
+                s3_error(
+                    "501 Not Implemented",
+                    "NotImplemented",
+                    "A header you provided implies functionality that is not implemented",
+                ),
+                "Server: MinIO",
+            )
+        }),
+        Emulation::CloudflareR2 => {
+            if !(cors && method == "PUT") {
+                return None;
+            }
+            let body = String::from_utf8_lossy(&request.body);
+            let over_a_day = elements(&body, "MaxAgeSeconds")
+                .iter()
+                .any(|age| age.parse::<i64>().is_ok_and(|age| age > 86400));
+            let with_path = elements(&body, "AllowedOrigin").iter().any(|origin| {
+                origin
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| rest.contains('/'))
+            });
+            (over_a_day || with_path).then(|| {
+                s3_error(
+                    "400 Bad Request",
+                    "InvalidArgument",
+                    "MaxAgeSeconds must be at most 86400 and origins must be scheme://host[:port]",
+                )
+            })
+        }
+    }
+}
+
+/// The S3 server's answer to `request`, or `None` (reported) when it could not be reached.
+async fn forwarded(request: &Request, shared: &Shared) -> Option<Vec<u8>> {
+    match forward(&shared.upstream, request).await {
+        Ok(answer) => Some(answer),
+        Err(err) => {
+            let message = format!("forwarding to {}: {err}", shared.upstream);
+            shared.errors.lock().unwrap().push(message);
+            None
+        }
+    }
+}
+
+fn checked(answer: Result<Vec<u8>, String>, shared: &Shared) -> Option<Vec<u8>> {
+    answer
+        .map_err(|message| shared.errors.lock().unwrap().push(message))
+        .ok()
+}
+
+/// The text of every `<name>…</name>` element of `xml`, in order.
+fn elements(xml: &str, name: &str) -> Vec<String> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut found = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end) = after.find(&close) else { break };
+        found.push(after[..end].to_owned());
+        rest = &after[end + close.len()..];
+    }
+    found
+}
+
+/// Within each `<CORSRule>`, every `<AllowedMethod>` after the first with the same text removed.
+fn merge_duplicate_methods(body: &mut String) -> Result<(), String> {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body.as_str();
+    while let Some(start) = rest.find("<CORSRule>") {
+        let end = rest[start..]
+            .find("</CORSRule>")
+            .ok_or("<CORSRule> without </CORSRule>")?
+            + start;
+        out.push_str(&rest[..start]);
+        let mut rule = rest[start..end].to_owned();
+        let mut seen = Vec::new();
+        for method in elements(&rule, "AllowedMethod") {
+            let element = format!("<AllowedMethod>{method}</AllowedMethod>");
+            if seen.contains(&method) {
+                // Remove the last copy; the first one stays.
+                if let Some(at) = rule.rfind(&element) {
+                    rule.replace_range(at..at + element.len(), "");
+                }
+            } else {
+                seen.push(method);
+            }
+        }
+        out.push_str(&rule);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    *body = out;
+    Ok(())
 }

@@ -197,6 +197,7 @@ impl Harness {
             deletion_policy: DeletionPolicy::Delete,
             management_policy: ManagementPolicy::Full,
             put_checksum: None,
+            store_profile: None,
             rules,
             expectations: Vec::new(),
             verify: None,
