@@ -38,7 +38,19 @@ use kube::runtime::watcher;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+// The tests' fault proxy, to stand for a store that throttles above a rate.
+#[allow(dead_code)]
+#[path = "../tests/it/support/fault_proxy.rs"]
+mod fault_proxy;
+
 use process::{free_port, http_answers, python_env, repo_root, wait_until};
+
+/// The store of the request-budget phase answers 503 SlowDown to a request that would make
+/// more than this many in the last second.
+const THROTTLE_ABOVE: usize = 100;
+/// The operator's budget for that store: its rate and burst together stay below the throttle.
+const BUDGET_PER_SECOND: u32 = 80;
+const BUDGET_BURST: u32 = 10;
 
 /// The operator's `--concurrency` (its default), and the bare-SDK loop's.
 const CONCURRENCY: usize = 16;
@@ -237,6 +249,7 @@ async fn run(options: &Options, work: &Path) -> anyhow::Result<()> {
         steady: None,
         startup: None,
         cli: None,
+        budget: Vec::new(),
         phases: Vec::new(),
         reference: options.reference(),
         duration: Duration::ZERO,
@@ -257,6 +270,16 @@ async fn run(options: &Options, work: &Path) -> anyhow::Result<()> {
             report.startup = Some(world.startup(n, &mut report.phases).await?);
         }
     }
+    // The request budget: at the largest size, with and (at the reference size) without it.
+    let largest = *options.sizes.last().expect("at least one size");
+    report
+        .budget
+        .push(world.budgeted(report.reference, None).await?);
+    report.budget.push(
+        world
+            .budgeted(largest, Some((BUDGET_PER_SECOND, BUDGET_BURST)))
+            .await?,
+    );
     report.cli = Some(world.aws_cli(CLI_SAMPLE).await?);
     report.duration = run_started.elapsed();
 
@@ -283,6 +306,18 @@ struct World {
     work: PathBuf,
     prefix: String,
     operator_bin: PathBuf,
+}
+
+/// One run of the request-budget phase.
+struct BudgetRun {
+    n: usize,
+    /// Rate and burst; none: no budget.
+    budget: Option<(u32, u32)>,
+    converged: Duration,
+    /// Requests the store received (throttled ones included).
+    requests: usize,
+    /// Requests it answered 503 SlowDown.
+    throttled: usize,
 }
 
 struct SizeResult {
@@ -546,6 +581,82 @@ impl World {
             blocking_stop(&mut operator).await;
             Ok((result, None))
         }
+    }
+
+    /// N objects, each with a bucket of its own, on one store that throttles above
+    /// [`THROTTLE_ABOVE`] requests a second (the tests' fault proxy in front of moto),
+    /// converged by a fresh operator with `budget` (rate, burst) for its stores, or none.
+    async fn budgeted(&self, n: usize, budget: Option<(u32, u32)>) -> anyhow::Result<BudgetRun> {
+        let label = budget.map_or("no budget".to_owned(), |(r, b)| {
+            format!("budget {r}/s, burst {b}")
+        });
+        say(&format!(
+            "== {n} objects on a store that throttles above {THROTTLE_ABOVE}/s, {label}"
+        ));
+        let proxy = fault_proxy::FaultProxy::start(&self.endpoint).await;
+        proxy.set(fault_proxy::Fault::ThrottleAbove(THROTTLE_ABOVE));
+        let set = match budget {
+            Some(_) => format!("b{n}"),
+            None => format!("u{n}"),
+        };
+        let buckets: Vec<String> = (0..n).map(|i| self.bucket(&set, i)).collect();
+        self.create_buckets(&buckets).await?;
+        let namespace = format!("bench-{set}");
+        self.namespace(&namespace).await?;
+        let (rate, burst) = budget.unwrap_or((0, 1));
+        let (rate, burst) = (rate.to_string(), burst.to_string());
+        let mut operator = self.start_operator(
+            &format!("budget-{set}"),
+            &namespace,
+            &[
+                "--store-requests-per-second",
+                &rate,
+                "--store-request-burst",
+                &burst,
+            ],
+        )?;
+        operator.wait_ready(Duration::from_secs(60)).await?;
+        let api: Api<BucketCors> = Api::namespaced(self.kube.clone(), &namespace);
+        let waiter = WaitAll::start(api.clone(), n, converged).await?;
+        let endpoint = proxy.endpoint();
+        let started = Instant::now();
+        futures::stream::iter(buckets.iter().enumerate())
+            .map(|(i, bucket)| {
+                let api = api.clone();
+                let mut spec = self.spec(bucket, rules_for(i, 0));
+                spec.endpoint = Some(endpoint.clone());
+                let object = BucketCors::new(&object_name(i), spec);
+                async move {
+                    api.create(&PostParams::default(), &object)
+                        .await
+                        .map(drop)
+                        .with_context(|| format!("creating {}", object_name(i)))
+                }
+            })
+            .buffer_unordered(CREATE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let deadline = Duration::from_secs(120) + Duration::from_millis(100) * n as u32;
+        let all_ready = waiter.wait(deadline).await?;
+        let converged_in = all_ready.duration_since(started);
+        let (requests, throttled) = (proxy.requests_seen(), proxy.faulted());
+        let verified = self.verify(&buckets, |i| rules_for(i, 0)).await;
+        ensure!(
+            verified == n,
+            "only {verified} of {n} buckets hold their object's rules"
+        );
+        blocking_stop(&mut operator).await;
+        say(&format!(
+            "{label}: all Ready after {:.2} s, {requests} requests, {throttled} answered 503",
+            converged_in.as_secs_f64()
+        ));
+        Ok(BudgetRun {
+            n,
+            budget,
+            converged: converged_in,
+            requests,
+            throttled,
+        })
     }
 
     /// How many of `buckets` hold exactly the rules `expected(i)`, read concurrently.
@@ -2053,6 +2164,7 @@ struct Report {
     steady: Option<Steady>,
     startup: Option<Startup>,
     cli: Option<Cli>,
+    budget: Vec<BudgetRun>,
     phases: Vec<Phase>,
     reference: usize,
     duration: Duration,
@@ -2411,6 +2523,31 @@ impl Report {
                 mib(r.rss),
                 mib(r.peak_rss)
             );
+        }
+        if !self.budget.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n### Fair use of a store\n\nEvery object on one store that answers 503 SlowDown \
+                 to a request that would make more than {THROTTLE_ABOVE} in the last second (the \
+                 tests' fault proxy in front of moto); a fresh operator, objects created 32 at a \
+                 time, until every one is Ready; every bucket then read back.\n\n\
+                 | objects | operator budget for the store | converged | requests to the store | answered 503 |\n\
+                 |---|---|---|---|---|"
+            );
+            for b in &self.budget {
+                let budget = b.budget.map_or(
+                    "none (`--store-requests-per-second 0`)".to_owned(),
+                    |(r, burst)| format!("{r}/s, burst {burst}"),
+                );
+                let _ = writeln!(
+                    md,
+                    "| {} | {budget} | {} | {} | {} |",
+                    thousands(b.n),
+                    secs(b.converged),
+                    thousands(b.requests),
+                    thousands(b.throttled)
+                );
+            }
         }
         md.push_str(
             "\n### Where the CPU goes\n\nCPU seconds used by each process during each phase \

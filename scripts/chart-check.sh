@@ -382,6 +382,7 @@ def _():
     assert container(D)["args"] == [
         "run", "--resync-interval=5m", "--concurrency=16", "--log-format=json",
         "--metrics-addr=0.0.0.0:8080", "--health-addr=0.0.0.0:8081", "--put-checksum=crc32",
+        "--store-requests-per-second=200",
     ], container(D)["args"]
 
 @check("default: env RUST_LOG=info, POD_NAME and POD_NAMESPACE from the downward API")
@@ -475,6 +476,7 @@ def _():
         "run", "--resync-interval=10m", "--concurrency=8", "--default-region=eu-west-1",
         "--default-endpoint=https://s3.nl-ams.scw.cloud", "--log-format=text",
         "--metrics-addr=0.0.0.0:9090", "--health-addr=0.0.0.0:9091", "--put-checksum=content-md5",
+        "--store-requests-per-second=50", "--store-request-burst=10",
         "--leader-election", f"--leader-election-namespace={release_ns}", f"--leader-election-lease={full}",
         "--namespace=team-a", "--namespace=team-b",
         "--single-tenant", "--allow-http-endpoints",
@@ -900,6 +902,8 @@ cmd_check() {
     helm_template /dev/null --set replica=2
   check_fails "values schema rejects s3.putChecksum=sha256" "putChecksum" \
     helm_template /dev/null --set s3.putChecksum=sha256
+  check_fails "values schema rejects s3.requestsPerSecond=-1" "requestsPerSecond" \
+    helm_template /dev/null --set s3.requestsPerSecond=-1
   check_fails "replicas=2 without leader election is refused" "requires leaderElection.enabled" \
     helm_template /dev/null --set replicas=2
   check_fails "values schema rejects a defaultEndpoint without a scheme" "defaultEndpoint" \

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bucketcors::controller::{self, Context, Settings, Tenancy};
 use bucketcors::http;
-use bucketcors::s3::{Checksum, SdkStore};
+use bucketcors::s3::{Budget, Checksum, SdkStore};
 use bucketcors::telemetry::{self, LogFormat};
 use bucketcors::tenancy::{Cidr, EndpointPolicy};
 use clap::{Parser, Subcommand};
@@ -83,6 +83,17 @@ struct RunArgs {
         default_value = "crc32"
     )]
     put_checksum: PutChecksumArg,
+    /// Requests per second sent to one store (an endpoint with one identity) at most, retries
+    /// included, for stores that set no `requestBudget`; 0: no limit.
+    #[arg(
+        long,
+        env = "BUCKETCORS_STORE_REQUESTS_PER_SECOND",
+        default_value_t = 200
+    )]
+    store_requests_per_second: u32,
+    /// Requests that may go to one store at once after a quiet time (default: the rate).
+    #[arg(long, env = "BUCKETCORS_STORE_REQUEST_BURST")]
+    store_request_burst: Option<u32>,
     /// Address of the Prometheus /metrics endpoint.
     #[arg(long, env = "BUCKETCORS_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -204,6 +215,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             PutChecksumArg::Crc32 => Checksum::Crc32,
             PutChecksumArg::ContentMd5 => Checksum::ContentMd5,
         },
+        store_budget: (args.store_requests_per_second > 0).then(|| Budget {
+            per_second: args.store_requests_per_second,
+            burst: args
+                .store_request_burst
+                .unwrap_or(args.store_requests_per_second)
+                .max(1),
+        }),
         tenancy,
     };
     tracing::info!(?settings, "starting");

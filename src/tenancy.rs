@@ -59,6 +59,12 @@ pub struct ClusterBucketStoreSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<StoreProfile>,
 
+    /// How many requests a second the operator sends this store at most, retries included,
+    /// for all the objects it serves together. Default: the operator's
+    /// `--store-requests-per-second` (200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_budget: Option<RequestBudget>,
+
     /// The identity the operator acts with on this store. When absent: the operator's own
     /// (environment, IRSA / web identity, Pod Identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +79,28 @@ pub struct ClusterBucketStoreSpec {
     /// `?` one), e.g. `team-a-*`. At least one.
     #[schemars(length(min = 1))]
     pub buckets: Vec<String>,
+}
+
+/// A store's request budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestBudget {
+    /// Requests a second, on average.
+    #[schemars(range(min = 1, max = 100000))]
+    pub per_second: u32,
+    /// Requests that may go at once after a quiet time. Default: `perSecond`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub burst: Option<u32>,
+}
+
+impl From<RequestBudget> for crate::s3::Budget {
+    fn from(b: RequestBudget) -> Self {
+        crate::s3::Budget {
+            per_second: b.per_second.max(1),
+            burst: b.burst.unwrap_or(b.per_second).max(1),
+        }
+    }
 }
 
 /// The identity of a store.
@@ -465,6 +493,7 @@ mod tests {
                 force_path_style: None,
                 put_checksum: None,
                 profile: None,
+                request_budget: None,
                 credentials: None,
                 conditions,
                 buckets: buckets.iter().map(|b| (*b).to_owned()).collect(),

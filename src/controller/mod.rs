@@ -32,7 +32,7 @@ use crate::decide::{LastWrite, Ownership};
 use crate::http::{Gauges, Readiness};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
-use crate::s3::{Checksum, CorsStore};
+use crate::s3::{Budget, Checksum, CorsStore};
 use crate::tenancy::{Denial, EndpointPolicy};
 
 /// Name under which the operator writes status and Events.
@@ -43,6 +43,13 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 // How long in-flight passes may run on after a shutdown request (Kubernetes' default
 // termination grace period is 30 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The request budget of a store that names none: well above what a resync of 10,000 objects
+/// every 5 minutes asks (about 35 reads a second).
+pub const DEFAULT_STORE_BUDGET: Budget = Budget {
+    per_second: 200,
+    burst: 200,
+};
 
 /// How the controller behaves; filled from the command line.
 #[derive(Clone, Debug)]
@@ -61,6 +68,9 @@ pub struct Settings {
     pub default_endpoint: Option<String>,
     /// Integrity check for PutBucketCors when an object does not choose one.
     pub put_checksum: Checksum,
+    /// The request budget of a store whose ClusterBucketStore sets none (and of the stores
+    /// objects reach with their own credentials); none: no limit.
+    pub store_budget: Option<Budget>,
     /// Who may act with which identity.
     pub tenancy: Tenancy,
 }
@@ -86,6 +96,7 @@ impl Default for Settings {
             namespace_concurrency: 0,
             default_endpoint: None,
             put_checksum: Checksum::Crc32,
+            store_budget: Some(DEFAULT_STORE_BUDGET),
             tenancy: Tenancy {
                 secrets_namespace: "default".to_owned(),
                 ..Tenancy::default()

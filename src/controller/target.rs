@@ -68,6 +68,12 @@ pub fn bucket_of<S>(obj: &BucketCors, ctx: &Context<S>, access: &Access) -> Buck
     }
     let profile = profiles::resolve(named, target.endpoint.as_deref());
     target.profile = profile.kind;
+    // The store's own budget, else the operator's.
+    target.budget = match access {
+        Access::Store(store) => store.spec.request_budget.map(Into::into),
+        Access::Own { .. } | Access::Ambient => None,
+    }
+    .or(ctx.settings.store_budget);
     // The object's (or store's) own choice, else what the store is documented to need, else
     // the operator's default.
     target.checksum = match choice.or(profile.put_checksum) {

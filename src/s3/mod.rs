@@ -1,6 +1,7 @@
 //! Reading and writing one bucket's CORS configuration. `sdk` is the only place that knows the
 //! AWS SDK; the rest of the operator sees the `CorsStore` trait.
 
+mod budget;
 mod guard;
 mod sdk;
 
@@ -8,6 +9,8 @@ use std::fmt;
 use std::future::Future;
 
 pub use sdk::{PreflightAnswer, SdkStore};
+
+pub use budget::{Budget, TokenBucket};
 
 use crate::api::StoreProfile;
 use crate::cors::CorsRule;
@@ -65,6 +68,9 @@ pub struct BucketTarget {
     /// The store's profile (`crate::profiles`): named by the object or its store, else
     /// chosen from the endpoint's host.
     pub profile: StoreProfile,
+    /// The requests per second this store (this endpoint, with this identity) is sent at most,
+    /// retries included; none: no limit.
+    pub budget: Option<Budget>,
 }
 
 /// How a PutBucketCors body is protected.
@@ -90,6 +96,7 @@ impl BucketTarget {
             checksum: Checksum::default(),
             guarded: false,
             profile: StoreProfile::Aws,
+            budget: None,
         }
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryPartition;
 use aws_sdk_s3::config::{Region, SharedCredentialsProvider};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule as SdkCorsRule};
@@ -17,6 +18,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::body::SdkBody;
 
+use super::budget::{self, Budget, TokenBucket};
 use super::guard;
 use super::{BucketTarget, Checksum, CorsStore, Credentials, Operation, RoleSession, S3Error};
 use crate::cors::CorsRule;
@@ -36,6 +38,23 @@ struct ClientKey {
     force_path_style: bool,
     credentials: Option<Credentials>,
     assume_role: Option<RoleSession>,
+    budget: Option<Budget>,
+}
+
+impl ClientKey {
+    /// The store as far as its limits go: the endpoint and the identity acting on it. Each
+    /// has its own request budget and its own retry quota.
+    fn store(&self) -> String {
+        let identity = match (&self.credentials, &self.assume_role) {
+            (Some(c), _) => c.access_key_id.clone(),
+            (None, Some(role)) => role.role_arn.clone(),
+            (None, None) => "ambient".to_owned(),
+        };
+        format!(
+            "{} as {identity}",
+            super::canonical_endpoint(self.endpoint.as_deref())
+        )
+    }
 }
 
 /// S3 through the AWS SDK. One SDK client per (endpoint, region, addressing style,
@@ -44,6 +63,8 @@ pub struct SdkStore {
     shared: SdkConfig,
     default_region: Option<String>,
     clients: Mutex<HashMap<ClientKey, Client>>,
+    // One request budget per store (endpoint and identity), shared by its clients.
+    budgets: Mutex<HashMap<String, Arc<TokenBucket>>>,
     // The HTTP clients: both cap answers; the guarded one's DNS answers pass the policy.
     plain_http: SharedHttpClient,
     guarded_http: SharedHttpClient,
@@ -84,9 +105,25 @@ impl SdkStore {
             shared,
             default_region,
             clients: Mutex::new(HashMap::new()),
+            budgets: Mutex::new(HashMap::new()),
             plain_http: guard::plain(),
             guarded_http: guard::guarded(Arc::new(policy)),
         }
+    }
+
+    /// The token bucket of `store`, made on first use, with `budget` from now on.
+    fn budget_of(&self, store: &str, budget: Budget) -> Arc<TokenBucket> {
+        let mut budgets = self.budgets.lock().expect("budget cache poisoned");
+        if let Some(bucket) = budgets.get(store) {
+            bucket.set_budget(budget);
+            return bucket.clone();
+        }
+        if budgets.len() >= MAX_CACHED_CLIENTS {
+            budgets.clear();
+        }
+        let bucket = Arc::new(TokenBucket::new(budget));
+        budgets.insert(store.to_owned(), bucket.clone());
+        bucket
     }
 
     /// Number of distinct SDK clients built so far.
@@ -109,6 +146,7 @@ impl SdkStore {
             region,
             credentials: target.credentials.clone(),
             assume_role: target.assume_role.clone(),
+            budget: target.budget,
         };
         let mut clients = self.clients.lock().expect("client cache poisoned");
         if let Some(client) = clients.get(&key) {
@@ -129,11 +167,19 @@ impl SdkStore {
         if let Some(endpoint) = &key.endpoint {
             config = config.endpoint_url(endpoint);
         }
-        config = config.http_client(if key.guarded {
+        let http = if key.guarded {
             self.guarded_http.clone()
         } else {
             self.plain_http.clone()
+        };
+        let store = key.store();
+        config = config.http_client(match key.budget {
+            Some(budget) => budget::budgeted(http, self.budget_of(&store, budget)),
+            None => http,
         });
+        // The SDK's retry quota is per partition: one per store, so that a store that
+        // throttles spends its own retries, not every other store's.
+        config = config.retry_partition(RetryPartition::new(format!("bucketcors {store}")));
         if let Some(c) = &key.credentials {
             let credentials = aws_credential_types::Credentials::new(
                 &c.access_key_id,

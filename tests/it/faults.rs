@@ -11,7 +11,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use bucketcors::api::BucketCors;
 use bucketcors::controller::{self, Context, Settings};
 use bucketcors::cors::CorsRule;
-use bucketcors::s3::SdkStore;
+use bucketcors::s3::{CorsStore, SdkStore};
 
 use crate::support::fault_proxy::{Failure, Fault, FaultProxy};
 use crate::support::harness::{Harness, PROMPTLY, RESYNC, bucket_cors, eventually};
@@ -310,4 +310,130 @@ async fn a_store_that_never_answers_times_out_as_unavailable_then_recovers() {
 async fn the_controller_stops_when_stopped_during_startup() {
     let mut h = Harness::start_with(&Moto::shared().endpoint()).await;
     h.stop_controller().await;
+}
+
+/// A harness over `proxy` whose controller gives each store `budget` (none: no limit), and `n`
+/// objects, each with a bucket of its own.
+async fn objects_through(
+    proxy: &FaultProxy,
+    budget: Option<bucketcors::s3::Budget>,
+    n: usize,
+) -> (Harness, Vec<String>) {
+    let h = Harness::start_configured(&proxy.endpoint(), |settings| {
+        settings.store_budget = budget;
+        settings.concurrency = 16;
+    })
+    .await;
+    let moto = Moto::shared();
+    let mut names = Vec::new();
+    for i in 0..n {
+        let bucket = moto.new_bucket("budget").await;
+        let name = format!("web-{i}");
+        h.create(&name, h.spec(&bucket, rules_a())).await;
+        names.push(name);
+    }
+    (h, names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stores_request_budget_keeps_many_objects_under_the_rate_it_throttles_above() {
+    const OBJECTS: usize = 20;
+    // Without a budget, 20 objects at once ask more than 25 requests a second of this store,
+    // which throttles above that.
+    let unlimited = FaultProxy::start(&Moto::shared().endpoint()).await;
+    unlimited.set(Fault::ThrottleAbove(25));
+    let (h, _) = objects_through(&unlimited, None, OBJECTS).await;
+    eventually("the store throttles", Duration::from_secs(30), || async {
+        unlimited.faulted() > 0
+    })
+    .await;
+    drop(h);
+
+    // With 15 a second (5 at once), the same objects converge without one 503, and keep
+    // resyncing (every 2 s: 10 reads a second) within it.
+    let proxy = FaultProxy::start(&Moto::shared().endpoint()).await;
+    proxy.set(Fault::ThrottleAbove(25));
+    let started = Instant::now();
+    let budget = bucketcors::s3::Budget {
+        per_second: 15,
+        burst: 5,
+    };
+    let (h, names) = objects_through(&proxy, Some(budget), OBJECTS).await;
+    for name in &names {
+        h.wait_for(name, "Ready", Duration::from_secs(60), |o| {
+            o.ready_condition().is_some_and(|c| c.status == "True")
+        })
+        .await;
+    }
+    let converged = started.elapsed();
+    let at_convergence = proxy.requests_seen();
+    // Three resyncs of every object more.
+    eventually("three more resyncs", Duration::from_secs(30), || async {
+        proxy.requests_seen() >= at_convergence + 3 * OBJECTS
+    })
+    .await;
+    let took = started.elapsed();
+    let sent = proxy.requests_seen();
+    println!(
+        "{OBJECTS} objects, budget 15/s: converged in {converged:?} ({at_convergence} requests); {sent} requests in {took:?}, {} throttled; unlimited: {} throttled",
+        proxy.faulted(),
+        unlimited.faulted()
+    );
+    assert_eq!(proxy.faulted(), 0, "no request was throttled");
+    assert!(
+        at_convergence >= 2 * OBJECTS,
+        "a Get and a Put each: {at_convergence}"
+    );
+    // The budget held: over the whole run, no more than its rate plus its burst.
+    assert!(
+        (sent as f64) <= 5.0 + 15.0 * took.as_secs_f64() + 1.0,
+        "{sent} requests in {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_throttles_spends_its_own_retries_not_another_stores() {
+    let moto = Moto::shared();
+    let throttling = FaultProxy::start(&moto.endpoint()).await;
+    throttling.set(Fault::All(Failure::SlowDown));
+    let flaky = FaultProxy::start(&moto.endpoint()).await;
+    let shared = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "ambient", "ambient", None, None, "tests",
+        )))
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .build();
+    let store = SdkStore::new(shared, None);
+    let target = |endpoint: String, bucket: &str| {
+        let mut target = bucketcors::s3::BucketTarget::new(bucket);
+        target.endpoint = Some(endpoint);
+        target
+    };
+
+    // 120 calls, 2 retries each: more than the SDK's retry quota (500 tokens, 5 a retry).
+    let spent = target(throttling.endpoint(), "spent");
+    let calls = (0..120).map(|_| store.get_cors(&spent));
+    let answers = futures::future::join_all(calls).await;
+    assert!(answers.iter().all(Result::is_err));
+    let seen = throttling.requests_seen();
+    println!("the throttling store was sent {seen} requests for 120 calls");
+    assert!(
+        seen < 360,
+        "the quota ran out: not every call was retried twice ({seen})"
+    );
+
+    // Another store fails every other request: its calls are retried, from its own quota.
+    let bucket = moto.new_bucket("retried").await;
+    flaky.set(Fault::EveryOther(Failure::InternalError));
+    let flaky_target = target(flaky.endpoint(), &bucket);
+    for _ in 0..5 {
+        store.get_cors(&flaky_target).await.unwrap();
+    }
+    assert_eq!(
+        flaky.faulted(),
+        5,
+        "each call's first attempt failed and was retried"
+    );
 }

@@ -315,6 +315,7 @@ async fn argocd_test_data_are_real_objects_and_carry_the_kstatus_conditions() {
             force_path_style: None,
             put_checksum: None,
             profile: None,
+            request_budget: None,
             credentials: None,
             conditions,
             buckets: vec!["team-a-*".into()],

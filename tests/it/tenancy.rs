@@ -74,6 +74,7 @@ async fn make_store(h: &Harness, conditions: Vec<StoreCondition>, globs: &[Strin
             force_path_style: None,
             put_checksum: None,
             profile: None,
+            request_budget: None,
             credentials: None,
             conditions,
             buckets: globs.to_vec(),
@@ -614,6 +615,7 @@ async fn a_stores_documented_limits_apply_to_the_objects_it_serves_before_any_ca
         "spec": {
             "endpoint": Moto::shared().endpoint(),
             "profile": "CloudflareR2",
+            "requestBudget": {"perSecond": 2, "burst": 1},
             "conditions": [{"namespaces": [h.namespace]}],
             "buckets": [format!("{tag}-named-*")],
         },
@@ -651,4 +653,25 @@ async fn a_stores_documented_limits_apply_to_the_objects_it_serves_before_any_ca
         .await;
     h.wait_reason("named-day", "Applied").await;
     assert_eq!(bucket_cors(&Moto::shared().client(), &bucket).await, day);
+
+    // The store's request budget (2 a second, 1 at once) paces the objects it serves: three
+    // more need at least a Get and a Put each, 6 requests, so no less than 2.5 s.
+    let started = std::time::Instant::now();
+    let mut names = Vec::new();
+    for i in 0..3 {
+        let bucket = Moto::shared()
+            .new_bucket(&format!("{tag}-named-p{i}"))
+            .await;
+        let name = format!("paced-{i}");
+        h.create(&name, through(&named, &bucket, day.clone())).await;
+        names.push(name);
+    }
+    for name in &names {
+        h.wait_for(name, "Ready", Duration::from_secs(60), |o| {
+            o.ready_condition().is_some_and(|c| c.status == "True")
+        })
+        .await;
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(2500), "3 objects in {took:?}");
 }

@@ -108,6 +108,11 @@ pub enum Fault {
     All(Failure),
     /// Writes (PUT, POST, DELETE) fail; reads reach the S3 server.
     Writes(Failure),
+    /// `503 SlowDown` for a request that would make more than this many in the last second,
+    /// as a store that throttles above a rate; the others reach the S3 server.
+    ThrottleAbove(usize),
+    /// Every other request fails (the first, the third, ...).
+    EveryOther(Failure),
 }
 
 impl Fault {
@@ -118,6 +123,8 @@ impl Fault {
             Fault::Writes(failure) => {
                 matches!(method, "PUT" | "POST" | "DELETE").then_some(failure)
             }
+            // Decided by `Shared::failure_for`, which keeps the count.
+            Fault::ThrottleAbove(_) | Fault::EveryOther(_) => None,
         }
     }
 }
@@ -137,6 +144,41 @@ struct Shared {
     errors: Mutex<Vec<String>>,
     /// Every request's method and target, in arrival order.
     log: Mutex<Vec<(String, String)>>,
+    /// When the requests of the last second that reached the S3 server arrived
+    /// (`Fault::ThrottleAbove`).
+    recent: Mutex<std::collections::VecDeque<std::time::Instant>>,
+    /// Requests counted for `Fault::EveryOther`.
+    alternate: AtomicUsize,
+}
+
+impl Shared {
+    fn failure_for(&self, method: &str) -> Option<Failure> {
+        let fault = *self.fault.borrow();
+        match fault {
+            Fault::ThrottleAbove(most) => {
+                let now = std::time::Instant::now();
+                let mut recent = self.recent.lock().unwrap();
+                while recent
+                    .front()
+                    .is_some_and(|at| now.duration_since(*at) >= std::time::Duration::from_secs(1))
+                {
+                    recent.pop_front();
+                }
+                if recent.len() >= most {
+                    Some(Failure::SlowDown)
+                } else {
+                    recent.push_back(now);
+                    None
+                }
+            }
+            Fault::EveryOther(failure) => self
+                .alternate
+                .fetch_add(1, Ordering::SeqCst)
+                .is_multiple_of(2)
+                .then_some(failure),
+            fault => fault.failure_for(method),
+        }
+    }
 }
 
 pub struct FaultProxy {
@@ -173,6 +215,8 @@ impl FaultProxy {
             max_in_flight: AtomicUsize::new(0),
             errors: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            recent: Mutex::new(std::collections::VecDeque::new()),
+            alternate: AtomicUsize::new(0),
         });
         let acceptor = tokio::spawn({
             let shared = shared.clone();
@@ -348,7 +392,7 @@ async fn answer(client: &mut BufReader<TcpStream>, request: Request, shared: &Sh
         return;
     }
     let mut hang = shared.fault.subscribe();
-    let failure = shared.fault.borrow().failure_for(request.method());
+    let failure = shared.failure_for(request.method());
     if failure.is_some() {
         shared.faulted.fetch_add(1, Ordering::SeqCst);
     }
