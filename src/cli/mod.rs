@@ -403,10 +403,12 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<u8> {
         Ok(docs) => (docs, Vec::new()),
         Err(errors) => (Vec::new(), errors),
     };
+    // A BucketCors that names a store given among the files is checked against its profile.
+    let stores = validate::stores(&docs);
     let verdicts: Vec<validate::Verdict> = docs
         .iter()
         .filter(|d| validate::is_ours(d))
-        .map(validate::check)
+        .map(|d| validate::check_among(d, &stores))
         .collect();
     let refused = verdicts.iter().filter(|v| !v.valid).count();
     let ok = load_errors.is_empty() && refused == 0;

@@ -6,6 +6,8 @@
 //! - **operator**: what the controller checks before any S3 call (`admission::validate`, and
 //!   a store's own checks).
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -99,6 +101,54 @@ pub fn check(doc: &Document) -> Verdict {
         valid: problems.is_empty(),
         problems,
     }
+}
+
+/// The ClusterBucketStores among `docs` that parse, by name: what a BucketCors naming one in
+/// its `storeRef` is checked against.
+pub fn stores(docs: &[Document]) -> HashMap<String, ClusterBucketStore> {
+    docs.iter()
+        .filter(|d| is_ours(d) && d.kind() == "ClusterBucketStore")
+        .filter_map(|d| serde_json::from_value::<ClusterBucketStore>(d.value.clone()).ok())
+        .filter_map(|store| Some((store.metadata.name.clone()?, store)))
+        .collect()
+}
+
+/// [`check`], and for a valid BucketCors whose `storeRef` names one of `stores`: what that
+/// store's profile refuses (the operator checks it when a pass reaches the store).
+pub fn check_among(doc: &Document, stores: &HashMap<String, ClusterBucketStore>) -> Verdict {
+    let mut verdict = check(doc);
+    if !verdict.valid || doc.kind() != "BucketCors" {
+        return verdict;
+    }
+    let Ok(obj) = serde_json::from_value::<BucketCors>(doc.value.clone()) else {
+        return verdict;
+    };
+    let Some(store) = obj
+        .spec
+        .store_ref
+        .as_ref()
+        .and_then(|r| stores.get(&r.name))
+    else {
+        return verdict;
+    };
+    let profile = crate::profiles::resolve(store.spec.profile, store.spec.endpoint.as_deref());
+    for e in crate::profiles::check(profile, &obj.spec.rules) {
+        let text = e.to_string();
+        let message = text
+            .strip_prefix(&format!("{}: ", e.field))
+            .unwrap_or(&text)
+            .to_owned();
+        verdict.problems.push(Problem {
+            field: e.field.clone(),
+            message: format!(
+                "{message} (through ClusterBucketStore {})",
+                store.metadata.name.as_deref().unwrap_or_default()
+            ),
+            check: "operator",
+        });
+    }
+    verdict.valid = verdict.problems.is_empty();
+    verdict
 }
 
 fn dedupe(problems: &mut Vec<Problem>) {
@@ -454,5 +504,26 @@ mod tests {
         );
         let version = GOOD.replace("v1alpha1", "v1");
         assert_eq!(verdict(&version).problems[0].field, "apiVersion");
+    }
+
+    #[test]
+    fn an_object_through_a_store_given_beside_it_gets_the_stores_limits() {
+        let yaml = "apiVersion: bucketcors.dev/v1alpha1\nkind: ClusterBucketStore\nmetadata:\n  name: r2\nspec:\n  endpoint: https://0123abcd.r2.cloudflarestorage.com\n  buckets: [\"web-*\"]\n---\napiVersion: bucketcors.dev/v1alpha1\nkind: BucketCors\nmetadata:\n  name: site\n  namespace: web\nspec:\n  bucket: web-site\n  storeRef: {name: r2}\n  rules:\n    - allowedOrigins: [\"https://app.example.com\"]\n      allowedMethods: [GET]\n      maxAgeSeconds: 604800\n";
+        let docs = split("t.yaml", yaml).unwrap();
+        let stores = stores(&docs);
+        assert_eq!(stores.len(), 1);
+        let v = check_among(&docs[1], &stores);
+        assert!(!v.valid);
+        assert_eq!(
+            v.problems,
+            [Problem {
+                field: "spec.rules[0].maxAgeSeconds".into(),
+                message: "\"604800\" is more than Cloudflare R2 allows: maxAgeSeconds up to 86400 (through ClusterBucketStore r2)".into(),
+                check: "operator"
+            }]
+        );
+        // Alone, the object cannot know its store's limits.
+        assert!(check(&docs[1]).valid);
+        assert!(check_among(&docs[1], &HashMap::new()).valid);
     }
 }

@@ -547,6 +547,26 @@ fn validate_reads_standard_input_and_directories_and_answers_in_json() {
         "{}",
         deep.stdout
     );
+    // A store given among the files: what its profile refuses is refused in the objects that
+    // name it, across files of a directory.
+    let store = "apiVersion: bucketcors.dev/v1alpha1\nkind: ClusterBucketStore\nmetadata:\n  name: r2\nspec:\n  endpoint: https://0123abcd.r2.cloudflarestorage.com\n  buckets: [\"web-*\"]\n";
+    let through = "apiVersion: bucketcors.dev/v1alpha1\nkind: BucketCors\nmetadata:\n  name: week\n  namespace: web\nspec:\n  bucket: web-site\n  storeRef: {name: r2}\n  rules:\n    - allowedOrigins: [\"https://app.example.com\"]\n      allowedMethods: [GET]\n      maxAgeSeconds: 604800\n";
+    let stores = tempfile::tempdir().unwrap();
+    write(stores.path(), "store.yaml", store);
+    write(stores.path(), "web.yaml", through);
+    let at = stores.path().display().to_string();
+    let profiled = bucketcors(&["validate", "-f", &at], moto, None);
+    assert_eq!(profiled.code, 1, "{}{}", profiled.stdout, profiled.stderr);
+    assert!(
+        profiled.stdout.contains(
+            "web.yaml:1: BucketCors web/week: spec.rules[0].maxAgeSeconds: \"604800\" is more than Cloudflare R2 allows: maxAgeSeconds up to 86400 (through ClusterBucketStore r2) (operator)"
+        ),
+        "{}",
+        profiled.stdout
+    );
+    let alone = bucketcors(&["validate", "-f", &format!("{at}/web.yaml")], moto, None);
+    assert_eq!(alone.code, 0, "{}{}", alone.stdout, alone.stderr);
+
     let missing = bucketcors(&["validate", "-f", "/nonexistent.yaml"], moto, None);
     assert_eq!(missing.code, 1);
     assert!(
