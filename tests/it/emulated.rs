@@ -385,3 +385,97 @@ async fn r2s_limits_are_refused_before_the_store_would_refuse_them() {
         ],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ovhcloud_gets_content_md5_and_spaces_wildcards_are_refused_before_the_call() {
+    let moto = Moto::shared();
+    let ovh = FaultProxy::emulating(&moto.endpoint(), Emulation::OvhCloud).await;
+    let h = Harness::start_with(&ovh.endpoint()).await;
+    let bucket = moto.new_bucket("ovh").await;
+    h.create(
+        "web",
+        with_profile(h.spec(&bucket, rules()), StoreProfile::OvhCloud),
+    )
+    .await;
+    h.wait_reason("web", "Applied").await;
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules());
+    assert_eq!(ovh.requests_with_header("x-amz-checksum-crc32"), 0);
+    let other = moto.new_bucket("ovh-generic").await;
+    h.create("generic", h.spec(&other, rules())).await;
+    let refused = h.wait_reason("generic", "Rejected").await;
+    assert!(
+        message(&refused).contains("x-amz-checksum-crc32 is not supported"),
+        "{}",
+        message(&refused)
+    );
+    report(
+        "OVHcloud Object Storage",
+        Emulation::OvhCloud,
+        "https://github.com/earth-mover/icechunk/pull/2115",
+        &[
+            (
+                "apply: PutBucketCors with Content-MD5, no x-amz-checksum-crc32",
+                "Applied".into(),
+            ),
+            (
+                "without the profile: the SDK's CRC32 is refused",
+                "Rejected: InvalidRequest (the emulation's own text)".into(),
+            ),
+        ],
+    );
+
+    let spaces = FaultProxy::emulating(&moto.endpoint(), Emulation::DigitalOceanSpaces).await;
+    let h = Harness::start_with(&spaces.endpoint()).await;
+    let inside = vec![CorsRule::new(["https://app.*.example.com"], ["GET"])];
+    let bucket = moto.new_bucket("spaces").await;
+    h.create(
+        "web",
+        with_profile(
+            h.spec(&bucket, inside.clone()),
+            StoreProfile::DigitalOceanSpaces,
+        ),
+    )
+    .await;
+    let invalid = h.wait_reason("web", "InvalidSpec").await;
+    assert!(
+        message(&invalid)
+            .contains("not at the start of the host name, which DigitalOcean Spaces refuses"),
+        "{}",
+        message(&invalid)
+    );
+    assert!(spaces.cors_calls(&bucket).is_empty(), "no call was made");
+    let leading = vec![CorsRule::new(["https://*.example.com"], ["GET"])];
+    let ok = moto.new_bucket("spaces-leading").await;
+    h.create(
+        "leading",
+        with_profile(
+            h.spec(&ok, leading.clone()),
+            StoreProfile::DigitalOceanSpaces,
+        ),
+    )
+    .await;
+    h.wait_reason("leading", "Applied").await;
+    assert_eq!(bucket_cors(&moto.client(), &ok).await, leading);
+    let other = moto.new_bucket("spaces-generic").await;
+    h.create("generic", h.spec(&other, inside)).await;
+    h.wait_reason("generic", "Rejected").await;
+    report(
+        "DigitalOcean Spaces",
+        Emulation::DigitalOceanSpaces,
+        "https://docs.digitalocean.com/products/spaces/how-to/configure-cors/",
+        &[
+            (
+                "a wildcard inside the host: InvalidSpec, no call",
+                message(&invalid),
+            ),
+            (
+                "a wildcard at the start of the host: Applied",
+                "Applied".into(),
+            ),
+            (
+                "without the profile: the store refuses",
+                "Rejected: InvalidArgument (the emulation's own text)".into(),
+            ),
+        ],
+    );
+}

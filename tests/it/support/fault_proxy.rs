@@ -93,6 +93,14 @@ pub enum Emulation {
     /// (<https://developers.cloudflare.com/r2/buckets/cors/>; the answer's text is the
     /// emulation's own).
     CloudflareR2,
+    /// OVHcloud Object Storage: a request with the SDK's flexible checksum header is refused
+    /// (<https://github.com/earth-mover/icechunk/pull/2115>, a third-party report; the answer,
+    /// `400 InvalidRequest`, is the emulation's own).
+    OvhCloud,
+    /// DigitalOcean Spaces: an origin may hold a wildcard only at the start of its host name
+    /// (<https://docs.digitalocean.com/products/spaces/how-to/configure-cors/>); a
+    /// PutBucketCors with one elsewhere is answered `400 InvalidArgument` (the emulation's own).
+    DigitalOceanSpaces,
 }
 
 /// The default configuration the Wasabi emulation answers where none was written.
@@ -741,6 +749,30 @@ async fn emulate(request: &Request, target: &str, shared: &Shared) -> Option<Vec
                 "Server: MinIO",
             )
         }),
+        Emulation::OvhCloud => request.header("x-amz-checksum-crc32").map(|_| {
+            s3_error(
+                "400 Bad Request",
+                "InvalidRequest",
+                "x-amz-checksum-crc32 is not supported",
+            )
+        }),
+        Emulation::DigitalOceanSpaces => {
+            if !(cors && method == "PUT") {
+                return None;
+            }
+            let body = String::from_utf8_lossy(&request.body);
+            let misplaced = elements(&body, "AllowedOrigin").iter().any(|origin| {
+                let host_start = origin.find("://").map_or(0, |i| i + 3);
+                origin != "*" && origin.find('*').is_some_and(|at| at != host_start)
+            });
+            misplaced.then(|| {
+                s3_error(
+                    "400 Bad Request",
+                    "InvalidArgument",
+                    "a wildcard is allowed only at the start of the host name",
+                )
+            })
+        }
         Emulation::CloudflareR2 => {
             if !(cors && method == "PUT") {
                 return None;
