@@ -2256,6 +2256,24 @@ impl Report {
                 verdict(st.met())
             );
         }
+        for b in &self.budget {
+            let (what, target, met) = match b.budget {
+                Some((rate, burst)) => (
+                    format!("budget {rate}/s, burst {burst}"),
+                    "0 answered 503",
+                    verdict(b.throttled == 0),
+                ),
+                None => ("no budget".to_owned(), "— (shows the store throttles)", "—"),
+            };
+            let _ = writeln!(
+                t,
+                "| {} objects on a store that throttles above {THROTTLE_ABOVE}/s, {what} | converged in {}; {} requests, **{} answered 503** | {target} | {met} |",
+                thousands(b.n),
+                secs(b.converged),
+                thousands(b.requests),
+                thousands(b.throttled)
+            );
+        }
         if let Some(l) = &self.latency {
             let _ = writeln!(
                 t,
