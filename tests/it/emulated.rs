@@ -157,6 +157,34 @@ async fn backblaze_b2_gets_content_md5_and_its_merged_methods_cost_no_writes() {
     );
     assert_eq!(bucket_cors(&moto.client(), &other).await, vec![]);
 
+    // A max-age over a day, which B2 refuses, is refused before the call with the profile, and
+    // by the emulation without it.
+    let mut week = rules();
+    week[0].max_age_seconds = Some(604_800);
+    let long = moto.new_bucket("b2-week").await;
+    h.create(
+        "week",
+        with_profile(h.spec(&long, week.clone()), StoreProfile::BackblazeB2),
+    )
+    .await;
+    let invalid = h.wait_reason("week", "InvalidSpec").await;
+    assert!(
+        message(&invalid).contains("Backblaze B2 allows: maxAgeSeconds up to 86400"),
+        "{}",
+        message(&invalid)
+    );
+    assert!(proxy.cors_calls(&long).is_empty(), "no call was made");
+    let long_generic = moto.new_bucket("b2-week-generic").await;
+    let mut spec = h.spec(&long_generic, week);
+    spec.put_checksum = Some(bucketcors::api::PutChecksum::ContentMd5);
+    h.create("week-generic", spec).await;
+    let refused_week = h.wait_reason("week-generic", "Rejected").await;
+    assert!(
+        message(&refused_week).contains("MaxAgeSeconds must be between 0 and 86400"),
+        "{}",
+        message(&refused_week)
+    );
+
     report(
         "Backblaze B2",
         Emulation::BackblazeB2,
@@ -171,9 +199,17 @@ async fn backblaze_b2_gets_content_md5_and_its_merged_methods_cost_no_writes() {
                 "1 write over 4 resyncs".into(),
             ),
             (
+                "maxAgeSeconds over 86400: InvalidSpec, no call",
+                message(&invalid),
+            ),
+            (
                 "without the profile: the SDK's CRC32 is refused",
                 "Rejected: InvalidArgument: Unsupported header 'x-amz-checksum-crc32' received for this API call."
                     .into(),
+            ),
+            (
+                "without the profile: a max-age over a day is refused by the store",
+                "Rejected: InvalidArgument (the emulation's own text)".into(),
             ),
         ],
     );

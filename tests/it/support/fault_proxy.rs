@@ -75,7 +75,7 @@ pub enum Emulation {
     /// Backblaze B2's S3 API: a request with a flexible checksum header is answered `400
     /// InvalidArgument: Unsupported header 'x-amz-checksum-crc32' received for this API call.`
     /// (<https://github.com/stonith404/pingvin-share/issues/798>); GetBucketCors answers with a
-    /// rule's duplicate methods merged
+    /// rule's duplicate methods merged, and a `MaxAgeSeconds` over 86400 is refused
     /// (<https://www.backblaze.com/docs/cloud-storage-enable-cors-with-the-s3-compatible-api>).
     BackblazeB2,
     /// Wasabi: "Wasabi maintains a default CORS configuration. [...] If you delete a custom
@@ -711,6 +711,21 @@ async fn emulate(request: &Request, target: &str, shared: &Shared) -> Option<Vec
                     "InvalidArgument",
                     &format!("Unsupported header '{name}' received for this API call."),
                 ));
+            }
+            if cors && method == "PUT" {
+                // MaxAgeSeconds "will accept a range of [0, 86400]" (the answer's text is the
+                // emulation's own).
+                let body = String::from_utf8_lossy(&request.body);
+                let over_a_day = elements(&body, "MaxAgeSeconds")
+                    .iter()
+                    .any(|age| age.parse::<i64>().is_ok_and(|age| age > 86400));
+                return over_a_day.then(|| {
+                    s3_error(
+                        "400 Bad Request",
+                        "InvalidArgument",
+                        "MaxAgeSeconds must be between 0 and 86400",
+                    )
+                });
             }
             if !(cors && method == "GET") {
                 return None;
