@@ -8,7 +8,7 @@ use crate::admission;
 use crate::api::{BucketCorsSpec, BucketCorsStatus, DeletionPolicy, ManagementPolicy};
 use crate::api::{ObservedRule, PreviousConfiguration};
 use crate::cors::{self, CorsRule, Plan};
-use crate::profiles::{self, Profile};
+use crate::profiles::Profile;
 use crate::reason::Reason;
 use crate::status::Outcome;
 
@@ -97,19 +97,20 @@ pub struct Decision {
     pub record: Option<Record>,
     /// The pass's outcome when it writes nothing, or when its write succeeds.
     pub outcome: Outcome,
-    /// The bucket holds the store's own default configuration, which it brought back after
-    /// this object's delete: its [`fingerprint`], to tell it on later passes.
-    pub store_default: Option<u64>,
+    /// What the operator remembers of this object's last write once the pass succeeds: the
+    /// new write, none after the bucket was found in sync, or the last one (with the store's
+    /// default configuration, once a pass has seen it come back after this object's delete).
+    pub last_write: Option<LastWrite>,
 }
 
 impl Decision {
-    fn stop(outcome: Outcome) -> Self {
+    fn stop(outcome: Outcome, last_write: Option<&LastWrite>) -> Self {
         Decision {
             plan: None,
             write: None,
             record: None,
             outcome,
-            store_default: None,
+            last_write: last_write.copied(),
         }
     }
 }
@@ -163,31 +164,9 @@ pub fn unheld(spec: &BucketCorsSpec, ownership: &Ownership) -> Result<(), Outcom
     Ok(())
 }
 
-/// The pass over an object whose bucket holds `observed`. `status` is the last status this
-/// operator wrote (or, after a restart, the one the API holds); `last_write` this object's
-/// last successful write, if the operator remembers one.
-pub fn decide(
-    spec: &BucketCorsSpec,
-    generation: Option<i64>,
-    observed: &[CorsRule],
-    status: Option<&BucketCorsStatus>,
-    ownership: &Ownership,
-    last_write: Option<&LastWrite>,
-    now: &str,
-) -> Decision {
-    decide_on(
-        &profiles::AWS,
-        spec,
-        generation,
-        observed,
-        status,
-        ownership,
-        last_write,
-        now,
-    )
-}
-
-/// [`decide`] for a bucket on a store with `profile`.
+/// The pass over an object whose bucket, on a store with `profile`, holds `observed`.
+/// `status` is the last status this operator wrote (or, after a restart, the one the API
+/// holds); `last_write` this object's last successful write, if the operator remembers one.
 #[allow(clippy::too_many_arguments)]
 pub fn decide_on(
     profile: &Profile,
@@ -200,7 +179,7 @@ pub fn decide_on(
     now: &str,
 ) -> Decision {
     if let Err(outcome) = precheck(spec, ownership) {
-        return Decision::stop(outcome);
+        return Decision::stop(outcome, last_write);
     }
     let plan = cors::diff(&spec.rules, observed);
     // "No rules" on a store that brings its default back after a delete is that default: the
@@ -277,12 +256,22 @@ pub fn decide_on(
         },
         before_write: !observed.is_empty() || spec.deletion_policy == DeletionPolicy::Restore,
     });
+    let last_write = match (&write, &plan, store_default) {
+        (Some(write), _, _) => Some(LastWrite::new(
+            generation,
+            observed,
+            matches!(write, Write::Delete),
+        )),
+        (None, Plan::NoChange, _) => None,
+        (None, _, Some(default)) => last_write.map(|w| w.with_store_default(default)),
+        (None, _, None) => last_write.copied(),
+    };
     Decision {
         plan: Some(plan),
         write,
         record,
         outcome,
-        store_default,
+        last_write,
     }
 }
 
@@ -310,6 +299,7 @@ pub fn fingerprint(rules: &[CorsRule]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profiles;
     use serde_json::json;
 
     const NOW: &str = "2026-12-02T10:00:00Z";
@@ -343,7 +333,16 @@ mod tests {
     #[test]
     fn a_first_write_over_rules_records_them_before_writing() {
         let s = spec(ours());
-        let d = decide(&s, Some(1), &theirs(), None, &Ownership::Holds, None, NOW);
+        let d = decide_on(
+            &profiles::AWS,
+            &s,
+            Some(1),
+            &theirs(),
+            None,
+            &Ownership::Holds,
+            None,
+            NOW,
+        );
         assert!(
             matches!(d.write, Some(Write::Put(ref r)) if r == &s.rules),
             "{d:?}"
@@ -359,10 +358,28 @@ mod tests {
     #[test]
     fn an_empty_bucket_is_recorded_with_the_outcome_unless_it_is_restored_later() {
         let mut s = spec(ours());
-        let d = decide(&s, Some(1), &[], None, &Ownership::Holds, None, NOW);
+        let d = decide_on(
+            &profiles::AWS,
+            &s,
+            Some(1),
+            &[],
+            None,
+            &Ownership::Holds,
+            None,
+            NOW,
+        );
         assert!(!d.record.unwrap().before_write);
         s.deletion_policy = DeletionPolicy::Restore;
-        let d = decide(&s, Some(1), &[], None, &Ownership::Holds, None, NOW);
+        let d = decide_on(
+            &profiles::AWS,
+            &s,
+            Some(1),
+            &[],
+            None,
+            &Ownership::Holds,
+            None,
+            NOW,
+        );
         assert!(d.record.unwrap().before_write);
     }
 
@@ -370,7 +387,8 @@ mod tests {
     fn a_record_once_made_is_never_made_again() {
         let s = spec(ours());
         let status = recorded();
-        let d = decide(
+        let d = decide_on(
+            &profiles::AWS,
             &s,
             Some(2),
             &theirs(),
@@ -387,14 +405,24 @@ mod tests {
     fn nothing_is_recorded_when_nothing_is_written() {
         let s = spec(ours());
         let in_sync = s.rules.clone();
-        let d = decide(&s, Some(1), &in_sync, None, &Ownership::Holds, None, NOW);
+        let d = decide_on(
+            &profiles::AWS,
+            &s,
+            Some(1),
+            &in_sync,
+            None,
+            &Ownership::Holds,
+            None,
+            NOW,
+        );
         assert_eq!((d.write, d.record), (None, None));
         assert_eq!(d.outcome.reason, Reason::InSync);
         assert_eq!(d.outcome.rule_count, Some(1));
 
         let mut observe = spec(ours());
         observe.management_policy = ManagementPolicy::ObserveOnly;
-        let d = decide(
+        let d = decide_on(
+            &profiles::AWS,
             &observe,
             Some(1),
             &theirs(),
@@ -414,7 +442,16 @@ mod tests {
         assert_eq!(outcome.reason, Reason::Conflict);
         assert!(outcome.message.contains("aws/b"), "{}", outcome.message);
         assert!(outcome.message.contains("ns/first"), "{}", outcome.message);
-        let d = decide(&s, Some(1), &theirs(), None, &waits(), None, NOW);
+        let d = decide_on(
+            &profiles::AWS,
+            &s,
+            Some(1),
+            &theirs(),
+            None,
+            &waits(),
+            None,
+            NOW,
+        );
         assert_eq!((d.plan, d.write, d.record), (None, None, None));
         // Observing does not compete for a bucket.
         let mut observe = spec(ours());
@@ -447,7 +484,16 @@ mod tests {
                 "{}",
                 outcome.message
             );
-            let d = decide(&s, Some(1), &theirs(), None, &Ownership::Holds, None, NOW);
+            let d = decide_on(
+                &profiles::AWS,
+                &s,
+                Some(1),
+                &theirs(),
+                None,
+                &Ownership::Holds,
+                None,
+                NOW,
+            );
             assert_eq!((d.plan, d.write, d.record), (None, None, None));
             assert_eq!(d.outcome, outcome);
         }
@@ -471,7 +517,16 @@ mod tests {
     #[test]
     fn an_empty_spec_deletes_what_the_bucket_holds() {
         let s = spec(json!([]));
-        let d = decide(&s, Some(1), &theirs(), None, &Ownership::Holds, None, NOW);
+        let d = decide_on(
+            &profiles::AWS,
+            &s,
+            Some(1),
+            &theirs(),
+            None,
+            &Ownership::Holds,
+            None,
+            NOW,
+        );
         assert_eq!(d.write, Some(Write::Delete));
         assert!(d.record.unwrap().before_write);
     }
@@ -491,7 +546,8 @@ mod tests {
             .collect();
         let last = LastWrite::new(Some(1), &dropped, false);
         let status = recorded();
-        let d = decide(
+        let d = decide_on(
+            &profiles::AWS,
             &s,
             Some(1),
             &dropped,
@@ -504,7 +560,8 @@ mod tests {
         assert_eq!(d.outcome.reason, Reason::NotPersisted);
         assert!(!d.outcome.reason.is_ready());
         // The bucket changed since: write.
-        let d = decide(
+        let d = decide_on(
+            &profiles::AWS,
             &s,
             Some(1),
             &theirs(),
@@ -515,7 +572,8 @@ mod tests {
         );
         assert!(d.write.is_some());
         // The spec changed since: write.
-        let d = decide(
+        let d = decide_on(
+            &profiles::AWS,
             &s,
             Some(2),
             &dropped,
@@ -553,14 +611,14 @@ mod tests {
         let d = on(&profiles::WASABI, &default, Some(&deleted));
         assert_eq!(d.write, None);
         assert_eq!(d.outcome.reason, Reason::InSync);
-        assert_eq!(d.store_default, Some(fingerprint(&default)));
+        let known = deleted.with_store_default(fingerprint(&default));
+        assert_eq!(d.last_write, Some(known));
         assert!(
             d.outcome.message.contains("Wasabi's default"),
             "{}",
             d.outcome.message
         );
         // Once known, the default keeps being left alone; anything else is deleted again.
-        let known = deleted.with_store_default(d.store_default.unwrap());
         assert_eq!(on(&profiles::WASABI, &default, Some(&known)).write, None);
         assert_eq!(
             on(&profiles::WASABI, &theirs(), Some(&known)).write,

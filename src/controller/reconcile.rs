@@ -16,8 +16,8 @@ use super::{Context, MANAGER, holds_bucket, target};
 use crate::admission;
 use crate::api::{BucketCors, BucketCorsStatus, DeletionPolicy, FINALIZER, ManagementPolicy};
 use crate::cors::{self, Plan};
-use crate::decide::{self, LastWrite, Ownership, Write};
-use crate::profiles::{self, Profile};
+use crate::decide::{self, Ownership, Write};
+use crate::profiles;
 use crate::reason::Reason;
 use crate::s3::{BucketTarget, CorsStore, S3Error};
 use crate::status::{self, Outcome};
@@ -200,7 +200,7 @@ async fn converge<S: CorsStore>(
     let observed = match ctx.store.get_cors(&target).await {
         Ok(observed) => observed,
         Err(err) => {
-            let outcome = with_advice(Halt::outcome(&err), profile);
+            let outcome = Halt::outcome(&err.advised_by(profile));
             return Ok(Pass::stopped(outcome, known.clone()));
         }
     };
@@ -253,7 +253,7 @@ async fn converge<S: CorsStore>(
         // A failed write still carries the record made before it into the pass's status.
         Err(err) => {
             return Ok(Pass {
-                outcome: with_advice(Halt::outcome(&err), profile),
+                outcome: Halt::outcome(&err.advised_by(profile)),
                 plan: decision.plan,
                 wrote: None,
                 base,
@@ -261,20 +261,9 @@ async fn converge<S: CorsStore>(
             });
         }
     };
-    match (&decision.write, &decision.plan) {
-        (Some(write), _) => {
-            let deleted = matches!(write, Write::Delete);
-            ctx.set_last_write(obj, Some(LastWrite::new(generation, &observed, deleted)));
-            if already_applied(obj, known.as_ref()) {
-                ctx.metrics.drift_corrections.inc();
-            }
-        }
-        (None, Some(Plan::NoChange)) => ctx.set_last_write(obj, None),
-        (None, _) => {
-            if let (Some(default), Some(last)) = (decision.store_default, ctx.last_write(obj)) {
-                ctx.set_last_write(obj, Some(last.with_store_default(default)));
-            }
-        }
+    ctx.set_last_write(obj, decision.last_write);
+    if decision.write.is_some() && already_applied(obj, known.as_ref()) {
+        ctx.metrics.drift_corrections.inc();
     }
     if outcome.reason == Reason::NotPersisted && !reported(known.as_ref(), Reason::NotPersisted) {
         ctx.metrics.unkept_writes.inc();
@@ -314,21 +303,6 @@ async fn converge<S: CorsStore>(
 impl Halt {
     fn outcome(err: &S3Error) -> Outcome {
         Outcome::new(err.reason(), err.to_string())
-    }
-}
-
-/// An Unsupported outcome on a store whose profile says what to do instead.
-fn with_advice(outcome: Outcome, profile: &Profile) -> Outcome {
-    match profile.not_implemented_advice {
-        Some(advice)
-            if outcome.reason == Reason::Unsupported && !outcome.message.contains(advice) =>
-        {
-            let mut advised =
-                Outcome::new(outcome.reason, format!("{}; {advice}", outcome.message));
-            advised.rule_count = outcome.rule_count;
-            advised
-        }
-        _ => outcome,
     }
 }
 

@@ -179,10 +179,16 @@ pub enum S3Error {
         bucket: String,
         message: String,
     },
-    #[error("the store does not implement {operation}: {message}")]
+    #[error(
+        "the store does not implement {operation}: {message}{}",
+        advised(advice)
+    )]
     Unsupported {
         operation: Operation,
         message: String,
+        /// What to do instead, from the profile of the store (or of the server that named
+        /// itself in its answer).
+        advice: Option<&'static str>,
     },
     #[error("the store rejected {operation} on bucket {bucket:?}: {code}: {message}")]
     Rejected {
@@ -205,7 +211,28 @@ pub enum S3Error {
     },
 }
 
+fn advised(advice: &Option<&'static str>) -> String {
+    advice.map(|a| format!("; {a}")).unwrap_or_default()
+}
+
 impl S3Error {
+    /// This error, with `profile`'s advice when the store does not implement the call and no
+    /// advice was found in its answer.
+    pub fn advised_by(self, profile: &crate::profiles::Profile) -> Self {
+        match self {
+            S3Error::Unsupported {
+                operation,
+                message,
+                advice: None,
+            } => S3Error::Unsupported {
+                operation,
+                message,
+                advice: profile.not_implemented_advice,
+            },
+            other => other,
+        }
+    }
+
     pub fn reason(&self) -> Reason {
         match self {
             S3Error::BucketNotFound { .. } => Reason::BucketNotFound,
@@ -258,6 +285,7 @@ pub trait CorsStore: Send + Sync + 'static {
             Err(S3Error::Unsupported {
                 operation: Operation::Preflight,
                 message: format!("this store sends no preflight for bucket {bucket:?}"),
+                advice: None,
             })
         }
     }

@@ -602,15 +602,12 @@ where
         (Some(501), _) | (_, Some("NotImplemented")) => S3Error::Unsupported {
             operation,
             // A store that names itself in its answers (`Server: MinIO`) gets its advice.
-            message: match err
+            message: coded(message),
+            advice: err
                 .raw_response()
                 .and_then(|r| r.header("server"))
                 .and_then(crate::profiles::for_server_header)
-                .and_then(|p| p.not_implemented_advice)
-            {
-                Some(advice) => format!("{}; {advice}", coded(message)),
-                None => coded(message),
-            },
+                .and_then(|p| p.not_implemented_advice),
         },
         (
             _,
