@@ -17,6 +17,20 @@ use crate::support::fault_proxy::{Failure, Fault, FaultProxy};
 use crate::support::harness::{Harness, PROMPTLY, RESYNC, bucket_cors, eventually};
 use crate::support::moto::Moto;
 
+/// The SDK's configuration for an ambient identity in us-east-1, 3 attempts a call, with
+/// `timeouts` or the SDK's.
+fn sdk_config(timeouts: Option<TimeoutConfig>) -> aws_config::SdkConfig {
+    let mut config = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "ambient", "ambient", None, None, "tests",
+        )))
+        .retry_config(RetryConfig::standard().with_max_attempts(3));
+    config.set_timeout_config(timeouts);
+    config.build()
+}
+
 fn rules_a() -> Vec<CorsRule> {
     vec![
         CorsRule::new(["https://app.example.com"], ["GET", "PUT"])
@@ -252,21 +266,13 @@ async fn a_store_that_never_answers_times_out_as_unavailable_then_recovers() {
     .await;
     h.wait_reason("probe", "InvalidSpec").await;
     h.stop_controller().await;
-    let shared = aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "ambient", "ambient", None, None, "tests",
-        )))
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(6))
-                .build(),
-        )
-        .build();
+    let shared = sdk_config(Some(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(6))
+            .build(),
+    ));
     let mut settings = Settings {
         namespaces: vec![h.namespace.clone()],
         resync_interval: RESYNC,
@@ -397,14 +403,7 @@ async fn a_store_that_throttles_spends_its_own_retries_not_another_stores() {
     let throttling = FaultProxy::start(&moto.endpoint()).await;
     throttling.set(Fault::All(Failure::SlowDown));
     let flaky = FaultProxy::start(&moto.endpoint()).await;
-    let shared = aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "ambient", "ambient", None, None, "tests",
-        )))
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .build();
+    let shared = sdk_config(None);
     let store = SdkStore::new(shared, None);
     let target = |endpoint: String, bucket: &str| {
         let mut target = bucketcors::s3::BucketTarget::new(bucket);

@@ -452,36 +452,26 @@ async fn answer(client: &mut BufReader<TcpStream>, request: Request, shared: &Sh
         ),
         Some(Failure::Drop) => return,
         Some(Failure::LoseAnswer) => {
-            if let Err(err) = forward(&shared.upstream, &request).await {
-                let message = format!("forwarding to {}: {err}", shared.upstream);
-                shared.errors.lock().unwrap().push(message);
-            }
+            let _ = forwarded(&request, shared).await;
             return;
         }
         Some(Failure::HoldAnswer) => {
-            if let Err(err) = forward(&shared.upstream, &request).await {
-                let message = format!("forwarding to {}: {err}", shared.upstream);
-                shared.errors.lock().unwrap().push(message);
+            if forwarded(&request, shared).await.is_none() {
                 return;
             }
             shared.held.fetch_add(1, Ordering::SeqCst);
             let _ = hang.changed().await;
             return;
         }
-        Some(Failure::DropIds) => match forward(&shared.upstream, &request).await {
-            Ok(response) => match without_ids(&response) {
-                Ok(answer) => answer,
-                Err(message) => {
-                    shared.errors.lock().unwrap().push(message);
-                    return;
-                }
-            },
-            Err(err) => {
-                let message = format!("forwarding to {}: {err}", shared.upstream);
-                shared.errors.lock().unwrap().push(message);
+        Some(Failure::DropIds) => {
+            let Some(response) = forwarded(&request, shared).await else {
                 return;
+            };
+            match checked(without_ids(&response), shared) {
+                Some(answer) => answer,
+                None => return,
             }
-        },
+        }
         Some(Failure::Reset) => {
             let _ = client.get_ref().set_zero_linger();
             return;
