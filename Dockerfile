@@ -8,6 +8,8 @@ WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends cmake clang
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# A member of the workspace (the tests' support): cargo reads it to resolve Cargo.lock.
+COPY tests/support ./tests/support
 COPY scripts/image.sh ./scripts/image.sh
 RUN cargo build --release --locked --bin bucketcors && \
     scripts/image.sh rootfs target/release/bucketcors /rootfs

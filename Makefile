@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help test lint crd build clean demo demo-down tools chart-check argocd-check bench cold-check image cluster-up cluster-down install-check
+.PHONY: help test lint crd build clean demo demo-down tools chart-check argocd-check bench bench-check cold-check image cluster-up cluster-down install-check
 
 # Tools the tests and the demo install (kubectl, aws, moto, helm) are linked here.
 export PATH := $(or $(BUCKETCORS_CACHE),$(HOME)/.cache/bucketcors)/bin:$(PATH)
@@ -30,7 +30,7 @@ tools: ## Install what the tests call: kubectl, promtool, aws, moto, kube-apiser
 
 test: lint tools chart-check argocd-check ## Lint, chart and Argo CD health checks, every test against real servers, then the image installed with helm into a single-node cluster (installs what they need)
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) BUCKETCORS_REQUIRE_GARAGE=1 BUCKETCORS_REQUIRE_PROMTOOL=1 && \
-	  $(CARGO) test --locked --no-fail-fast
+	  $(CARGO) test --locked --workspace --no-fail-fast
 	scripts/compat-table.py
 	@# The demo as README shows it, in a scratch folder (a running `make demo` is left alone).
 	BUCKETCORS_DEMO_DIR=$(CURDIR)/target/demo-check scripts/demo.sh up >/dev/null
@@ -40,6 +40,10 @@ test: lint tools chart-check argocd-check ## Lint, chart and Argo CD health chec
 bench: ## Benchmarks against real servers, writes BENCHMARKS.md (BENCH_ARGS=--large adds 10,000 objects)
 	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) && \
 	  $(CARGO) bench --locked --bench operator -- $(BENCH_ARGS)
+
+bench-check: ## The default benchmark sizes compared with the budgets BENCHMARKS.md holds; fails on a regression
+	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) && \
+	  $(CARGO) bench --locked --bench operator -- --check
 
 chart-check: ## Lint, render and validate the Helm chart (pinned helm and kubernetes-validate)
 	scripts/chart-check.sh
@@ -60,8 +64,8 @@ install-check: ## The image and the chart installed with helm into a single-node
 	scripts/install-check.sh
 
 lint: ## cargo fmt --check, clippy with warnings as errors, shellcheck on the scripts
-	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	scripts/shellcheck.sh
 
 cold-check: ## make test from a fresh clone of HEAD with empty caches and target directory, in a scratch folder

@@ -18,6 +18,8 @@ mod operator;
 mod preflight;
 mod safety;
 mod server_side;
-mod support;
 mod tenancy;
 mod verified;
+
+// Shared with the benchmark.
+use bucketcors_test_support as support;

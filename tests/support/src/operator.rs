@@ -4,19 +4,45 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::process::{Tethered, free_port, http_get, http_get_with, wait_until};
+use super::process::{Tethered, free_port, http_get, http_get_with, operator_binary, wait_until};
 
 pub struct OperatorProcess {
     pub metrics_port: u16,
     pub health_port: u16,
     pub log: PathBuf,
+    /// The executable the operator's process runs.
+    binary: PathBuf,
     process: Tethered,
 }
 
 impl OperatorProcess {
     /// Starts `bucketcors run` with `args` (after the listen addresses) against the cluster
-    /// of `kubeconfig`, with test credentials as its ambient AWS credentials.
+    /// of `kubeconfig`, with test credentials as its ambient AWS credentials, and waits until
+    /// it answers /healthz.
     pub fn start(
+        kubeconfig: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: PathBuf,
+    ) -> OperatorProcess {
+        let operator = OperatorProcess::spawn(&operator_binary(), &[], kubeconfig, args, envs, log);
+        wait_until(
+            "the operator to answer /healthz",
+            Duration::from_secs(30),
+            || {
+                operator
+                    .get_health("/healthz")
+                    .is_some_and(|(status, _)| status == 200)
+            },
+        );
+        operator
+    }
+
+    /// [`OperatorProcess::start`] of `binary`, run under `wrapper` (a command and its
+    /// arguments, such as a profiler, or nothing), without waiting for it.
+    pub fn spawn(
+        binary: &Path,
+        wrapper: &[&str],
         kubeconfig: &Path,
         args: &[&str],
         envs: &[(&str, &str)],
@@ -26,7 +52,12 @@ impl OperatorProcess {
         let health_port = free_port();
         let metrics = format!("127.0.0.1:{metrics_port}");
         let health = format!("127.0.0.1:{health_port}");
-        let mut all_args = vec![
+        let binary_arg = binary.to_str().expect("a UTF-8 path");
+        let mut all_args: Vec<&str> = wrapper.iter().skip(1).copied().collect();
+        if !wrapper.is_empty() {
+            all_args.push(binary_arg);
+        }
+        all_args.extend([
             "run",
             "--metrics-addr",
             &metrics,
@@ -34,7 +65,7 @@ impl OperatorProcess {
             &health,
             "--log-format",
             "json",
-        ];
+        ]);
         all_args.extend_from_slice(args);
         let mut all_envs = vec![
             ("KUBECONFIG", kubeconfig.to_str().unwrap()),
@@ -47,28 +78,27 @@ impl OperatorProcess {
             ("BUCKETCORS_SINGLE_TENANT", "true"),
         ];
         all_envs.extend_from_slice(envs);
-        let process = Tethered::spawn(
-            Path::new(env!("CARGO_BIN_EXE_bucketcors")),
-            &all_args,
-            &all_envs,
-            &log,
-        );
-        let operator = OperatorProcess {
+        let program = wrapper.first().map_or(binary, Path::new);
+        let process = Tethered::spawn(program, &all_args, &all_envs, &log);
+        OperatorProcess {
             metrics_port,
             health_port,
             log,
+            binary: std::fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf()),
             process,
-        };
-        wait_until(
-            "the operator to answer /healthz",
-            Duration::from_secs(30),
-            || {
-                operator
-                    .get_health("/healthz")
-                    .is_some_and(|(status, _)| status == 200)
-            },
-        );
-        operator
+        }
+    }
+
+    /// The process id of the operator itself (not of the tether or a wrapper), once it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let pattern = format!("health-addr 127.0.0.1:{}", self.health_port);
+        let out = Command::new("pgrep").args(["-f", &pattern]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|pid| pid.trim().parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == self.binary)
+            })
     }
 
     pub fn get_health(&self, path: &str) -> Option<(u16, String)> {
@@ -103,18 +133,7 @@ impl OperatorProcess {
 
     /// The operator's peak resident memory so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> u64 {
-        let pattern = format!("health-addr 127.0.0.1:{}", self.health_port);
-        let out = Command::new("pgrep")
-            .args(["-f", &pattern])
-            .output()
-            .unwrap();
-        let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_bucketcors")).unwrap();
-        // The tether runs it as a child; the operator is the process whose executable it is.
-        let pid = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .find(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == binary))
-            .unwrap_or_else(|| panic!("no operator process matches {pattern}"));
+        let pid = self.pid().expect("the operator's process runs");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let kib: u64 = status
             .lines()

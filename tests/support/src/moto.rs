@@ -112,9 +112,14 @@ impl Moto {
         }
     }
 
+    /// The file moto appends every request it receives to, one JSON document a line.
+    pub fn recording(&self) -> PathBuf {
+        self.dir.join("requests.jsonl")
+    }
+
     /// Every request the server has received so far.
     pub fn requests(&self) -> Vec<Request> {
-        let text = std::fs::read_to_string(self.dir.join("requests.jsonl")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.recording()).unwrap_or_default();
         text.lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .map(|entry| Request {

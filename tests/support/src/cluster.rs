@@ -25,6 +25,11 @@ pub struct Cluster {
     pub crd_server_version: String,
     /// Its minor version.
     pub crd_server_minor: u32,
+    /// The folder control-plane.sh runs in: its kubeconfigs, env and the servers' pid files.
+    pub dir: PathBuf,
+    /// The kube-apiserver and etcd binaries it runs.
+    pub apiserver_bin: PathBuf,
+    pub etcd_bin: PathBuf,
     _server: Tethered,
 }
 
@@ -45,12 +50,32 @@ impl Cluster {
     }
 
     fn start() -> Cluster {
+        let dir = std::env::temp_dir().join(format!("bucketcors-cp-{}", std::process::id()));
+        Cluster::start_in(&dir)
+    }
+
+    /// A control plane of its own, run in `dir`, with the CRDs installed. Blocks (it starts
+    /// a runtime of its own to install them): call it outside an async runtime, or from a
+    /// blocking task.
+    pub fn start_in(dir: &Path) -> Cluster {
         let script = repo_root().join("scripts/control-plane.sh");
         let built = Command::new(&script)
             .arg("build")
-            .status()
+            .stderr(std::process::Stdio::inherit())
+            .output()
             .expect("control-plane.sh runs");
-        assert!(built.success(), "scripts/control-plane.sh build failed");
+        assert!(
+            built.status.success(),
+            "scripts/control-plane.sh build failed"
+        );
+        let paths = String::from_utf8_lossy(&built.stdout).into_owned();
+        let path_of = |key: &str| {
+            paths
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .map(PathBuf::from)
+                .unwrap_or_else(|| panic!("control-plane.sh build printed no {key}"))
+        };
         // Built here, without the start-up deadline below: a cold build takes minutes.
         let built = Command::new(repo_root().join("scripts/crd-server.sh"))
             .arg("build")
@@ -59,8 +84,7 @@ impl Cluster {
             .expect("crd-server.sh runs");
         assert!(built.success(), "scripts/crd-server.sh build failed");
 
-        let dir = std::env::temp_dir().join(format!("bucketcors-cp-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
         let server = Tethered::spawn(
             &script,
             &["run", dir.to_str().unwrap()],
@@ -92,6 +116,9 @@ impl Cluster {
             crd_server_kubeconfig,
             crd_server_version,
             crd_server_minor,
+            dir: dir.to_path_buf(),
+            apiserver_bin: path_of("KUBE_APISERVER"),
+            etcd_bin: path_of("ETCD"),
             _server: server,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -100,6 +127,16 @@ impl Cluster {
             .unwrap();
         runtime.block_on(cluster.install_crd());
         cluster
+    }
+
+    /// The process id of one of its servers (`kube-apiserver`, `etcd`, `crd-server`,
+    /// `crd-etcd`), from the pid file control-plane.sh keeps.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join(format!("{name}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Whether the server that serves BucketCors evaluates CEL validation rules (Kubernetes

@@ -2,12 +2,39 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The repository's root (this crate lives in tests/support).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let support = Path::new(env!("CARGO_MANIFEST_DIR"));
+    support
+        .ancestors()
+        .nth(2)
+        .expect("tests/support is two folders below the root")
+        .to_path_buf()
+}
+
+/// The `bucketcors` binary cargo built beside the running test or benchmark (whose executable
+/// is `<target>/<profile>/deps/<name>-<hash>`), or `BUCKETCORS_OPERATOR_BIN` when set.
+pub fn operator_binary() -> PathBuf {
+    if let Some(binary) = std::env::var_os("BUCKETCORS_OPERATOR_BIN") {
+        return PathBuf::from(binary);
+    }
+    let exe = std::env::current_exe().expect("the running executable's path");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the executable is in <target>/<profile>/deps")
+        .join("bucketcors");
+    assert!(
+        binary.exists(),
+        "{} does not exist: cargo builds it for integration tests and benchmarks",
+        binary.display()
+    );
+    binary
 }
 
 /// A port nothing listens on right now.
@@ -32,7 +59,9 @@ pub fn python_env() -> PathBuf {
 }
 
 /// A process that stops when this handle is dropped or the test process exits: it runs under
-/// scripts/tether.py, which stops it when its standard input closes.
+/// scripts/tether.py, which stops it when its standard input closes. tether.py gets a process
+/// group of its own, so that a signal sent to the caller's group (Ctrl-C, `timeout`, a CI
+/// runner cancelling the job) ends the caller but not tether.py, which then stops the process.
 pub struct Tethered {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -48,7 +77,8 @@ impl Tethered {
             .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file);
+            .stderr(log_file)
+            .process_group(0);
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
@@ -66,6 +96,23 @@ impl Tethered {
 impl Drop for Tethered {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs every thread of process `pid` on `cpus` only (a `taskset` CPU list such as `0` or
+/// `0-1`); the threads it starts later inherit the placement.
+pub fn pin(pid: u32, cpus: &str) -> Result<(), String> {
+    let out = Command::new("taskset")
+        .args(["--all-tasks", "--pid", "--cpu-list", cpus, &pid.to_string()])
+        .output()
+        .map_err(|e| format!("taskset: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "taskset -a -p -c {cpus} {pid}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 

@@ -1,3 +1,4 @@
+pub mod budgets;
 pub mod cluster;
 pub mod fault_proxy;
 pub mod harness;
