@@ -639,6 +639,15 @@ impl World {
                 objects.push((ns.clone(), object));
             }
         }
+        // A pass that finds its bucket in sync turns Applied into InSync: once per object,
+        // after converging. The window waits for that, so that it sees the steady state.
+        let quieted = WaitAll::start_with(
+            all.clone(),
+            watcher::Config::default().labels(&selector),
+            n,
+            quiet,
+        )
+        .await?;
         let started = Instant::now();
         self.create_objects(objects.into_iter()).await?;
         let deadline = Duration::from_secs(120) + Duration::from_millis(100) * n as u32;
@@ -668,8 +677,12 @@ impl World {
             "all settled after {:.2} s ({conflicts} wait for the shared bucket)",
             converged_in.as_secs_f64()
         ));
+        let all_quiet = quieted
+            .wait(Duration::from_secs(60) + SPREAD_RESYNC * 2)
+            .await
+            .context("waiting for every object to be InSync or waiting")?;
         // Every object has just been through a pass; the window opens half a resync later.
-        tokio::time::sleep_until((all_settled + SPREAD_RESYNC / 2).into()).await;
+        tokio::time::sleep_until((all_quiet + SPREAD_RESYNC / 2).into()).await;
         let window = SPREAD_RESYNC * SPREAD_WINDOWS;
         let api_before = self.api_requests().await?;
         let cpu = CpuSnapshot::take(&self.pids(Some(&operator)));
@@ -802,6 +815,14 @@ impl World {
         ));
         Ok(Some(profile))
     }
+}
+
+/// Through a pass that found its bucket in sync, or waiting for another holder of its bucket.
+fn quiet(obj: &BucketCors) -> bool {
+    settled(obj)
+        && obj
+            .ready_condition()
+            .is_some_and(|c| matches!(c.reason.as_str(), "InSync" | "Conflict"))
 }
 
 /// Through a pass for its current spec: Ready, or waiting for another holder of its bucket.

@@ -449,7 +449,8 @@ impl Report {
                  watching all of them (a `--namespace` each, `--resync-interval 10s`). In every \
                  namespace the first object names one bucket shared by all: one holds it, the \
                  others wait (Conflict) and are checked again every pass; the other objects name \
-                 a bucket of their own. Once every object has settled, a window of 2 resyncs: the \
+                 a bucket of their own. Once every object has settled and been through the pass that \
+                 turns Applied into InSync, a window of 2 resyncs: the \
                  operator's CPU divided by objects × passes is the per-pass cost, ownership \
                  check included; it must stay flat as N grows.\n\n\
                  | objects | namespaces | waiting | settled in | window | operator CPU | per object and pass | Gets | S3 writes | API writes | RSS peak / after |\n\
