@@ -5,9 +5,11 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
-/// A CPU figure may grow by this factor (operator CPU per converged object, per
-/// steady-state read).
-pub const CPU_TOLERANCE: f64 = 1.30;
+/// A CPU figure may grow by this factor (operator CPU per converged object, the lower of the
+/// two placements' runs; per steady-state read). Measured noise between two runs of one
+/// build on this 2-core machine: up to a third for convergence, under 1% for a steady read; a
+/// build without optimisations uses several times as much.
+pub const CPU_TOLERANCE: f64 = 1.50;
 /// The scale phase's CPU per object and pass: a smaller figure, noisier.
 pub const SPREAD_TOLERANCE: f64 = 1.50;
 /// A count per object (API writes, S3 requests, Gets per resync) may grow by this much.
@@ -130,7 +132,9 @@ pub fn regressions(before: &Value, now: &Value) -> Vec<String> {
             before["world"].as_object().unwrap_or(&empty),
             now["world"].as_object().unwrap_or(&empty),
         );
-        for name in b.keys().chain(n.keys().filter(|k| !b.contains_key(*k))) {
+        // A process the run did not start (`--check` skips the phases it does not compare)
+        // is not a change; one it started differently, or anew, is.
+        for name in n.keys() {
             if b.get(name) != n.get(name) {
                 failures.push(format!(
                     "the measured world changed: {name} ran {} (committed: {}); a change that alters what is measured needs a new baseline (`make bench`)",
@@ -163,16 +167,16 @@ mod tests {
         assert!(
             regressions(
                 &before,
-                &budgets(2.0, 3.04, "moto_server -H 127.0.0.1 -p <port>")
+                &budgets(2.3, 3.04, "moto_server -H 127.0.0.1 -p <port>")
             )
             .is_empty()
         );
         let slower = regressions(
             &before,
-            &budgets(2.2, 3.0, "moto_server -H 127.0.0.1 -p <port>"),
+            &budgets(2.5, 3.0, "moto_server -H 127.0.0.1 -p <port>"),
         );
         assert_eq!(slower.len(), 2, "{slower:?}");
-        assert!(slower[0].contains("operator_cpu_ms_per_object at 100 objects: 2.2"));
+        assert!(slower[0].contains("operator_cpu_ms_per_object at 100 objects: 2.5"));
         let more_writes = regressions(
             &before,
             &budgets(1.6, 4.0, "moto_server -H 127.0.0.1 -p <port>"),
@@ -182,6 +186,12 @@ mod tests {
         assert!(
             other_world[0].contains("the measured world changed: moto"),
             "{other_world:?}"
+        );
+        let mut fewer = budgets(1.6, 3.0, "moto_server -H 127.0.0.1 -p <port>");
+        fewer["world"] = json!({});
+        assert!(
+            regressions(&before, &fewer).is_empty(),
+            "a phase not run is no change"
         );
     }
 
