@@ -20,7 +20,7 @@ use crate::report::ms;
 use crate::results::{
     BudgetRun, Cli, Latency, Profile, SizeResult, Spread, Startup, StartupRound, Steady,
 };
-use crate::sample::{CpuSnapshot, Phase, diff_requests, is_write};
+use crate::sample::{CpuSnapshot, Observed, Phase, diff_requests, is_write, writes, written};
 use crate::world::{
     Operator, Placement, WaitAll, World, cli_configuration, converged, in_sync, object_name,
     read_cors, rules_for, sdk_configuration,
@@ -357,23 +357,22 @@ impl World {
         // reads of each bucket in it.
         let window = STEADY_RESYNC * STEADY_WINDOWS;
         tokio::time::sleep_until((checked + STEADY_RESYNC / 2).into()).await;
-        let api_before = self.api_requests().await?;
-        let cpu = CpuSnapshot::take(&self.pids(Some(&operator)));
-        let from = Instant::now();
-        // The measurement window itself: nothing is awaited, the servers are only observed.
-        tokio::time::sleep(window).await;
-        let to = Instant::now();
-        let cpu_after = CpuSnapshot::take(&self.pids(Some(&operator)));
-        let api_after = self.api_requests().await?;
-        let phase = Phase::new(
-            format!(
-                "steady state, {n} objects, {} s window, resync {} s",
-                window.as_secs(),
-                STEADY_RESYNC.as_secs()
-            ),
-            &cpu,
-            &cpu_after,
-        );
+        let Observed {
+            phase,
+            api,
+            from,
+            to,
+        } = self
+            .observe(
+                &operator,
+                window,
+                format!(
+                    "steady state, {n} objects, {} s window, resync {} s",
+                    window.as_secs(),
+                    STEADY_RESYNC.as_secs()
+                ),
+            )
+            .await?;
         let operator_cpu = phase.cpu.get("operator").copied().unwrap_or_default();
         phases.push(phase);
         // Requests reach the recording a little after they are sent; let it catch up.
@@ -393,12 +392,7 @@ impl World {
             .collect();
         let (peak_rss, rss) = operator.memory();
         blocking_stop(&mut operator).await;
-        let api = diff_requests(&api_before, &api_after);
-        let api_writes = api
-            .iter()
-            .filter(|(k, _)| is_write(k))
-            .map(|(_, v)| v.round() as u64)
-            .sum();
+        let api_writes = writes(&api);
         let steady = Steady {
             n,
             operator_cpu,
@@ -421,11 +415,7 @@ impl World {
             rss,
         };
         // Which writes, by verb and resource: the API server's counters cover every client.
-        let written: Vec<String> = api
-            .iter()
-            .filter(|(k, v)| is_write(k) && **v > 0.0)
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
+        let written = written(&api);
         say(&format!(
             "{:?}; {:.3} Get/object/resync; gaps {:.2}..{:.2} s; API writes {api_writes} {written:?}",
             steady.counts,
@@ -684,36 +674,26 @@ impl World {
         // Every object has just been through a pass; the window opens half a resync later.
         tokio::time::sleep_until((all_quiet + SPREAD_RESYNC / 2).into()).await;
         let window = SPREAD_RESYNC * SPREAD_WINDOWS;
-        let api_before = self.api_requests().await?;
-        let cpu = CpuSnapshot::take(&self.pids(Some(&operator)));
-        let from = Instant::now();
-        // The measurement window itself: nothing is awaited, the servers are only observed.
-        tokio::time::sleep(window).await;
-        let to = Instant::now();
-        let cpu_after = CpuSnapshot::take(&self.pids(Some(&operator)));
-        let api_after = self.api_requests().await?;
-        let phase = Phase::new(
-            format!("scale: {n} objects, {spaces} namespaces"),
-            &cpu,
-            &cpu_after,
-        );
+        let Observed {
+            phase,
+            api,
+            from,
+            to,
+        } = self
+            .observe(
+                &operator,
+                window,
+                format!("scale: {n} objects, {spaces} namespaces"),
+            )
+            .await?;
         let operator_cpu = phase.cpu.get("operator").copied().unwrap_or_default();
         let prefix = format!("{}w{n}-", self.prefix);
         let counts = self
             .tail
             .counts(from, to, |r| r.operator && r.bucket.starts_with(&prefix))
             .await;
-        let api = diff_requests(&api_before, &api_after);
-        let api_writes = api
-            .iter()
-            .filter(|(k, _)| is_write(k))
-            .map(|(_, v)| v.round() as u64)
-            .sum();
-        let written: Vec<String> = api
-            .iter()
-            .filter(|(k, v)| is_write(k) && **v > 0.0)
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
+        let api_writes = writes(&api);
+        let written = written(&api);
         say(&format!("Kubernetes API writes in the window: {written:?}"));
         let (peak_rss, rss) = operator.memory();
         blocking_stop(&mut operator).await;

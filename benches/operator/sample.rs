@@ -5,9 +5,41 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::world::{World, blocking};
+use crate::world::{Operator, World, blocking};
+
+/// What one window of pure observation saw: the CPU each process used, the requests both API
+/// servers served, and when it opened and closed (to select moto's records in it).
+pub struct Observed {
+    pub phase: Phase,
+    pub api: BTreeMap<String, f64>,
+    pub from: Instant,
+    pub to: Instant,
+}
 
 impl World {
+    /// Watches `operator` and the servers for `window` without doing anything, as phase `name`.
+    pub async fn observe(
+        &self,
+        operator: &Operator,
+        window: Duration,
+        name: String,
+    ) -> anyhow::Result<Observed> {
+        let api_before = self.api_requests().await?;
+        let cpu = CpuSnapshot::take(&self.pids(Some(operator)));
+        let from = Instant::now();
+        // The measurement window itself: nothing is awaited, the servers are only observed.
+        tokio::time::sleep(window).await;
+        let to = Instant::now();
+        let cpu_after = CpuSnapshot::take(&self.pids(Some(operator)));
+        let api_after = self.api_requests().await?;
+        Ok(Observed {
+            phase: Phase::new(name, &cpu, &cpu_after),
+            api: diff_requests(&api_before, &api_after),
+            from,
+            to,
+        })
+    }
+
     /// The requests both API servers have served so far (the core, and the CRD server that
     /// serves BucketCors behind it), by "VERB resource[/subresource]".
     pub async fn api_requests(&self) -> anyhow::Result<BTreeMap<String, f64>> {
@@ -217,4 +249,20 @@ pub fn is_write(key: &str) -> bool {
         .any(|verb| key.starts_with(verb))
         && !key.ends_with(" tokenreviews")
         && !key.ends_with(" subjectaccessreviews")
+}
+
+/// How many of `api`'s requests were writes.
+pub fn writes(api: &BTreeMap<String, f64>) -> u64 {
+    api.iter()
+        .filter(|(k, _)| is_write(k))
+        .map(|(_, v)| v.round() as u64)
+        .sum()
+}
+
+/// The writes among `api`, as "VERB resource count".
+pub fn written(api: &BTreeMap<String, f64>) -> Vec<String> {
+    api.iter()
+        .filter(|(k, v)| is_write(k) && **v > 0.0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect()
 }

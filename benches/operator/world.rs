@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, ensure};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule as SdkRule};
-use bucketcors::api::{BucketCors, BucketCorsSpec, DeletionPolicy, ManagementPolicy};
+use bucketcors::api::{BucketCors, BucketCorsSpec};
 use bucketcors::cors::{self, CorsRule, Plan};
 use bucketcors_test_support::cluster::Cluster;
+use bucketcors_test_support::harness::spec_on;
 use bucketcors_test_support::moto::Moto;
 use bucketcors_test_support::operator::OperatorProcess;
 use bucketcors_test_support::process::{pin, python_env};
@@ -209,22 +210,7 @@ impl World {
     }
 
     pub fn spec(&self, bucket: &str, rules: Vec<CorsRule>) -> BucketCorsSpec {
-        BucketCorsSpec {
-            bucket: bucket.to_owned(),
-            region: None,
-            endpoint: Some(self.endpoint.clone()),
-            force_path_style: None,
-            store_ref: None,
-            credentials_secret_ref: None,
-            expected_bucket_owner: None,
-            deletion_policy: DeletionPolicy::Delete,
-            management_policy: ManagementPolicy::Full,
-            put_checksum: None,
-            store_profile: None,
-            rules,
-            expectations: Vec::new(),
-            verify: None,
-        }
+        spec_on(&self.endpoint, bucket, rules)
     }
 
     pub fn pids(&self, operator: Option<&Operator>) -> Vec<(&'static str, u32)> {

@@ -186,22 +186,7 @@ impl Harness {
 
     /// A spec for `bucket` on this test's S3 server, with the defaults of the CRD.
     pub fn spec(&self, bucket: &str, rules: Vec<CorsRule>) -> BucketCorsSpec {
-        BucketCorsSpec {
-            bucket: bucket.to_owned(),
-            region: None,
-            endpoint: Some(self.s3_endpoint.clone()),
-            force_path_style: None,
-            store_ref: None,
-            credentials_secret_ref: None,
-            expected_bucket_owner: None,
-            deletion_policy: DeletionPolicy::Delete,
-            management_policy: ManagementPolicy::Full,
-            put_checksum: None,
-            store_profile: None,
-            rules,
-            expectations: Vec::new(),
-            verify: None,
-        }
+        spec_on(&self.s3_endpoint, bucket, rules)
     }
 
     /// [`Harness::spec`] with credentials from Secret `secret` (see
@@ -475,4 +460,26 @@ pub async fn put_behind_the_back(s3: &aws_sdk_s3::Client, bucket: &str, origin: 
         .send()
         .await
         .unwrap();
+}
+
+/// The spec every test and the benchmark start from: `rules` for `bucket`
+/// at `endpoint`, credentials from the operator's environment, deletion
+/// policy Delete, everything else defaulted.
+pub fn spec_on(endpoint: &str, bucket: &str, rules: Vec<CorsRule>) -> BucketCorsSpec {
+    BucketCorsSpec {
+        bucket: bucket.to_owned(),
+        region: None,
+        endpoint: Some(endpoint.to_owned()),
+        force_path_style: None,
+        store_ref: None,
+        credentials_secret_ref: None,
+        expected_bucket_owner: None,
+        deletion_policy: DeletionPolicy::Delete,
+        management_policy: ManagementPolicy::Full,
+        put_checksum: None,
+        store_profile: None,
+        rules,
+        expectations: Vec::new(),
+        verify: None,
+    }
 }
