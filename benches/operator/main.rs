@@ -58,8 +58,12 @@ pub const STARTUP_ROUNDS: usize = 3;
 pub const MIB: f64 = 1024.0 * 1024.0;
 /// Namespaces of the scale phase, and the objects in each that name one shared bucket.
 pub const SPREAD_NAMESPACES: usize = 100;
-/// Resync interval and length of the scale phase's steady-state window.
-pub const SPREAD_RESYNC: Duration = Duration::from_secs(10);
+/// Resync interval of the scale phase: 10 s, and 10 ms per object above 1,000, so that one
+/// S3 server can serve a pass over every bucket well within it (moto serves a few hundred
+/// Gets a second on one CPU), and length of its steady-state window, in resyncs.
+pub fn spread_resync(n: usize) -> Duration {
+    Duration::from_secs(10).max(Duration::from_millis(10) * n as u32)
+}
 pub const SPREAD_WINDOWS: u32 = 2;
 
 fn main() {

@@ -26,8 +26,8 @@ use crate::world::{
     read_cors, rules_for, sdk_configuration,
 };
 use crate::{
-    CONCURRENCY, MIB, SPREAD_NAMESPACES, SPREAD_RESYNC, SPREAD_WINDOWS, STARTUP_ROUNDS,
-    STEADY_RESYNC, STEADY_WINDOWS, THROTTLE_ABOVE, UPDATES, blocking_stop, say,
+    CONCURRENCY, MIB, SPREAD_NAMESPACES, SPREAD_WINDOWS, STARTUP_ROUNDS, STEADY_RESYNC,
+    STEADY_WINDOWS, THROTTLE_ABOVE, UPDATES, blocking_stop, say,
 };
 
 /// The label that tells the objects of one phase across namespaces.
@@ -606,7 +606,8 @@ impl World {
             .try_collect::<Vec<()>>()
             .await?;
         let watched: Vec<&str> = namespaces.iter().map(String::as_str).collect();
-        let resync = format!("{}s", SPREAD_RESYNC.as_secs());
+        let resync_every = crate::spread_resync(n);
+        let resync = format!("{}s", resync_every.as_secs());
         let mut operator =
             self.start_operator("spread", &set, &watched, &["--resync-interval", &resync])?;
         operator.wait_ready(Duration::from_secs(60)).await?;
@@ -668,12 +669,12 @@ impl World {
             converged_in.as_secs_f64()
         ));
         let all_quiet = quieted
-            .wait(Duration::from_secs(60) + SPREAD_RESYNC * 2)
+            .wait(Duration::from_secs(60) + resync_every * 2)
             .await
             .context("waiting for every object to be InSync or waiting")?;
         // Every object has just been through a pass; the window opens half a resync later.
-        tokio::time::sleep_until((all_quiet + SPREAD_RESYNC / 2).into()).await;
-        let window = SPREAD_RESYNC * SPREAD_WINDOWS;
+        tokio::time::sleep_until((all_quiet + resync_every / 2).into()).await;
+        let window = resync_every * SPREAD_WINDOWS;
         let Observed {
             phase,
             api,
@@ -702,6 +703,7 @@ impl World {
             namespaces: spaces,
             conflicts,
             converged: converged_in,
+            resync: resync_every,
             window,
             operator_cpu,
             counts,

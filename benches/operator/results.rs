@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bucketcors_test_support::cluster::Cluster;
 
+use crate::STEADY_RESYNC;
 use crate::recording::OpCounts;
 use crate::sample::Phase;
 use crate::world::Placement;
-use crate::{SPREAD_RESYNC, STEADY_RESYNC};
 
 /// One run of the request-budget phase.
 pub struct BudgetRun {
@@ -84,6 +84,8 @@ pub struct Spread {
     /// Objects waiting for the shared bucket.
     pub conflicts: usize,
     pub converged: Duration,
+    /// The operator's resync interval.
+    pub resync: Duration,
     pub window: Duration,
     /// The operator's CPU seconds in the window.
     pub operator_cpu: f64,
@@ -95,7 +97,7 @@ pub struct Spread {
 
 impl Spread {
     pub fn passes(&self) -> f64 {
-        self.window.as_secs_f64() / SPREAD_RESYNC.as_secs_f64()
+        self.window.as_secs_f64() / self.resync.as_secs_f64()
     }
 
     /// The operator's CPU seconds per object and pass (waiting objects included).
