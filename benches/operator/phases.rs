@@ -608,8 +608,10 @@ impl World {
         let watched: Vec<&str> = namespaces.iter().map(String::as_str).collect();
         let resync_every = crate::spread_resync(n);
         let resync = format!("{}s", resync_every.as_secs());
+        // One entry of the measured world per size: the resync grows with it.
+        let kind = format!("spread {n}");
         let mut operator =
-            self.start_operator("spread", &set, &watched, &["--resync-interval", &resync])?;
+            self.start_operator(&kind, &set, &watched, &["--resync-interval", &resync])?;
         operator.wait_ready(Duration::from_secs(60)).await?;
         let all: Api<BucketCors> = Api::all(self.kube.clone());
         let selector = format!("{SET_LABEL}={set}");
