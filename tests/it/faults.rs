@@ -314,8 +314,52 @@ async fn a_store_that_never_answers_times_out_as_unavailable_then_recovers() {
 /// of objects is in, must end it like any other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_stops_when_stopped_during_startup() {
-    let mut h = Harness::start_with(&Moto::shared().endpoint()).await;
-    h.stop_controller().await;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // An API server that takes connections and never answers: no first list ever lands, so
+    // the stop comes during startup, whatever the machine's speed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let silent = tokio::spawn({
+        let connections = connections.clone();
+        async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                connections.fetch_add(1, Ordering::SeqCst);
+                open.push(stream);
+            }
+        }
+    });
+    let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let settings = Settings {
+        namespaces: vec!["starting".to_owned()],
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context::new(
+        client,
+        crate::support::harness::ambient_store(),
+        settings,
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(controller::run(ctx.clone(), async {
+        let _ = stopped.await;
+    }));
+    eventually(
+        "the controller to ask for its first lists",
+        PROMPTLY,
+        || async { connections.load(Ordering::SeqCst) >= 1 },
+    )
+    .await;
+    assert!(!ctx.readiness.get(), "no list has landed: still starting");
+
+    let _ = stop.send(());
+    tokio::time::timeout(PROMPTLY, running)
+        .await
+        .expect("the controller stops in time")
+        .expect("the controller did not panic");
+    assert!(!ctx.readiness.get());
+    silent.abort();
 }
 
 /// A harness over `proxy` whose controller gives each store `budget` (none: no limit), and `n`

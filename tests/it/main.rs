@@ -7,6 +7,7 @@ mod compat;
 mod corpus;
 mod crash;
 mod deletion;
+mod drift;
 mod e2e;
 mod edges;
 mod emulated;

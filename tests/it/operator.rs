@@ -89,7 +89,13 @@ async fn the_process_serves_health_and_metrics_and_never_logs_secrets() {
     );
     assert!(value("bucketcors_reconciliations_total", r#"{reason="Applied"}"#) >= 2.0);
     assert!(value("bucketcors_reconciliations_total", r#"{reason="InSync"}"#) >= 1.0);
-    assert_eq!(value("bucketcors_drift_corrections_total", ""), 1.0);
+    assert_eq!(
+        value(
+            "bucketcors_drift_corrections_total",
+            r#"{reason="changed"}"#
+        ),
+        1.0
+    );
     assert_eq!(value("bucketcors_managed_objects", ""), 1.0);
     assert_eq!(value("bucketcors_ready_objects", ""), 1.0);
     assert!(value("bucketcors_reconcile_duration_seconds_count", "") >= 3.0);

@@ -121,6 +121,10 @@ pub enum Fault {
     ThrottleAbove(usize),
     /// Every other request fails (the first, the third, ...).
     EveryOther(Failure),
+    /// Every request reaches the S3 server, but for this long after a write to a bucket's CORS
+    /// configuration GetBucketCors answers what it answered before the write: a store whose
+    /// writes take time to reach every replica.
+    StaleReads(std::time::Duration),
 }
 
 impl Fault {
@@ -132,7 +136,7 @@ impl Fault {
                 matches!(method, "PUT" | "POST" | "DELETE").then_some(failure)
             }
             // Decided by `Shared::failure_for`, which keeps the count.
-            Fault::ThrottleAbove(_) | Fault::EveryOther(_) => None,
+            Fault::ThrottleAbove(_) | Fault::EveryOther(_) | Fault::StaleReads(_) => None,
         }
     }
 }
@@ -157,6 +161,11 @@ struct Shared {
     recent: Mutex<std::collections::VecDeque<std::time::Instant>>,
     /// Requests counted for `Fault::EveryOther`.
     alternate: AtomicUsize,
+    /// Each bucket's last GetBucketCors answer, and until when it is answered again
+    /// (`Fault::StaleReads`).
+    stale: Mutex<HashMap<String, (std::time::Instant, Vec<u8>)>>,
+    /// GetBucketCors answered from before a write (`Fault::StaleReads`).
+    stale_answers: AtomicUsize,
 }
 
 impl Shared {
@@ -185,6 +194,44 @@ impl Shared {
                 .is_multiple_of(2)
                 .then_some(failure),
             fault => fault.failure_for(method),
+        }
+    }
+
+    /// `answer` as a store with `Fault::StaleReads` gives it: a GetBucketCors soon after a
+    /// successful write to the same bucket gets the answer from before the write.
+    fn propagated(&self, method: &str, target: &str, answer: Vec<u8>) -> Vec<u8> {
+        let Fault::StaleReads(delay) = *self.fault.borrow() else {
+            return answer;
+        };
+        if !is_cors(target) {
+            return answer;
+        }
+        let bucket = target
+            .trim_start_matches('/')
+            .split(['/', '?'])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let now = std::time::Instant::now();
+        let mut stale = self.stale.lock().unwrap();
+        match method {
+            "GET" => match stale.get(&bucket) {
+                Some((until, before)) if now < *until => {
+                    self.stale_answers.fetch_add(1, Ordering::SeqCst);
+                    before.clone()
+                }
+                _ => {
+                    stale.insert(bucket, (now, answer.clone()));
+                    answer
+                }
+            },
+            _ if answer.starts_with(b"HTTP/1.1 2") => {
+                if let Some((until, _)) = stale.get_mut(&bucket) {
+                    *until = now + delay;
+                }
+                answer
+            }
+            _ => answer,
         }
     }
 }
@@ -225,6 +272,8 @@ impl FaultProxy {
             log: Mutex::new(Vec::new()),
             recent: Mutex::new(std::collections::VecDeque::new()),
             alternate: AtomicUsize::new(0),
+            stale: Mutex::new(HashMap::new()),
+            stale_answers: AtomicUsize::new(0),
         });
         let acceptor = tokio::spawn({
             let shared = shared.clone();
@@ -307,6 +356,12 @@ impl FaultProxy {
     pub fn held(&self) -> usize {
         self.check();
         self.shared.held.load(Ordering::SeqCst)
+    }
+
+    /// GetBucketCors requests answered from before a write (`Fault::StaleReads`).
+    pub fn stale_answers(&self) -> usize {
+        self.check();
+        self.shared.stale_answers.load(Ordering::SeqCst)
     }
 
     /// The most requests that were in the proxy at the same time.
@@ -406,7 +461,7 @@ async fn answer(client: &mut BufReader<TcpStream>, request: Request, shared: &Sh
     }
     let answer = match failure {
         None => match forward(&shared.upstream, &request).await {
-            Ok(response) => response,
+            Ok(response) => shared.propagated(request.method(), &target, response),
             Err(err) => {
                 let message = format!("forwarding to {}: {err}", shared.upstream);
                 shared.errors.lock().unwrap().push(message);

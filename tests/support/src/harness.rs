@@ -462,6 +462,11 @@ pub async fn put_behind_the_back(s3: &aws_sdk_s3::Client, bucket: &str, origin: 
         .unwrap();
 }
 
+/// Deletes `bucket`'s CORS configuration as another client would, behind the operator's back.
+pub async fn delete_behind_the_back(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.delete_bucket_cors().bucket(bucket).send().await.unwrap();
+}
+
 /// The spec every test and the benchmark start from: `rules` for `bucket`
 /// at `endpoint`, credentials from the operator's environment, deletion
 /// policy Delete, everything else defaulted.

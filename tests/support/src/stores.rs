@@ -33,24 +33,12 @@ struct GarageCli {
 const GARAGE_BUILD_HINT: &str =
     "make tools (scripts/garage.sh build, about 7 minutes on 2 cores) caches it";
 
-/// Garage for test `test`, or None after saying why the test is skipped. `make test` sets
-/// BUCKETCORS_REQUIRE_GARAGE=1 (it builds Garage first), and then a missing Garage fails.
-pub fn garage_or_skip(test: &str) -> Option<&'static S3Server> {
-    let garage = S3Server::garage();
-    if garage.is_none() {
-        let why = format!("no cached Garage binary; {GARAGE_BUILD_HINT}");
-        assert!(
-            std::env::var_os("BUCKETCORS_REQUIRE_GARAGE").is_none_or(|v| v != "1"),
-            "{test}: {why}"
-        );
-        eprintln!("SKIPPED {test}: {why}, and make test then runs this");
-    }
-    garage
-}
-
-/// Why a Garage test was skipped, for the compatibility table.
-pub fn garage_skipped() -> String {
-    format!("not run: no cached binary; {GARAGE_BUILD_HINT}")
+/// Garage for test `test`. A machine without it fails the test, naming how to get it: a
+/// test that passed without its server would prove nothing.
+pub fn garage(test: &str) -> &'static S3Server {
+    S3Server::garage().unwrap_or_else(|| {
+        panic!("{test} needs Garage: no cached Garage binary; {GARAGE_BUILD_HINT}")
+    })
 }
 
 impl S3Server {
