@@ -29,11 +29,13 @@ tools: ## Install what the tests call: kubectl, promtool, aws, moto, kube-apiser
 	scripts/browser.sh install >/dev/null
 
 test: lint tools chart-check argocd-check ## Lint, chart and Argo CD health checks, every test against real servers, then the image installed with helm into a single-node cluster (installs what they need)
-	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) BUCKETCORS_REQUIRE_GARAGE=1 BUCKETCORS_REQUIRE_PROMTOOL=1 && \
+	@export BUCKETCORS_VENV=$$(scripts/python-env.sh) BUCKETCORS_REQUIRE_PROMTOOL=1 && \
 	  $(CARGO) test --locked --workspace --no-fail-fast
 	scripts/compat-table.py
 	@# The demo as README shows it, in a scratch folder (a running `make demo` is left alone).
 	BUCKETCORS_DEMO_DIR=$(CURDIR)/target/demo-check scripts/demo.sh up >/dev/null
+	BUCKETCORS_DEMO_DIR=$(CURDIR)/target/demo-check scripts/demo.sh check || \
+	  { BUCKETCORS_DEMO_DIR=$(CURDIR)/target/demo-check scripts/demo.sh down; exit 1; }
 	BUCKETCORS_DEMO_DIR=$(CURDIR)/target/demo-check scripts/demo.sh down
 	scripts/install-check.sh
 

@@ -2,7 +2,9 @@
 # `make demo`: a local control plane, a local S3 server (moto), the operator, and the
 # manifests of examples/, ending with what Kubernetes and S3 say.
 #
-# Usage: demo.sh up | down
+# Usage: demo.sh up | check | down
+#   check: does what the demo tells a user to try (delete a bucket's CORS behind the operator's
+#   back) and fails unless the configuration comes back as it was within the resync.
 # State (logs, pids, kubeconfig) lives in $BUCKETCORS_DEMO_DIR (default ~/.cache/bucketcors/demo).
 set -euo pipefail
 
@@ -78,6 +80,7 @@ up() {
   MOTO_DISABLE_GLOBAL_CORS=true nohup moto_server -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
   echo $! >"$dir/moto.pid"
   local endpoint=http://127.0.0.1:$port
+  echo "$endpoint" >"$dir/endpoint"
   wait_for "moto" 60 curl -fsS "$endpoint/moto-api/"
   export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
   for bucket in "${buckets[@]}"; do
@@ -126,8 +129,31 @@ Stop it with: make demo-down
 MSG
 }
 
+# What the demo tells a user to try: delete a bucket's CORS with the aws CLI; it comes back.
+check() {
+  local endpoint before after
+  endpoint=$(<"$dir/endpoint")
+  export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+  local get=(aws s3api get-bucket-cors --bucket web-assets --endpoint-url "$endpoint")
+  before=$("${get[@]}")
+  aws s3api delete-bucket-cors --bucket web-assets --endpoint-url "$endpoint"
+  if "${get[@]}" >/dev/null 2>&1; then
+    log "web-assets still has a CORS configuration after delete-bucket-cors"
+    return 1
+  fi
+  # The demo's resync is 30 s (±10%), then one pass.
+  wait_for "web-assets' CORS configuration to come back" 45 "${get[@]}"
+  after=$("${get[@]}")
+  if [[ $after != "$before" ]]; then
+    log "web-assets came back different: $after (before: $before)"
+    return 1
+  fi
+  log "check: web-assets' CORS, deleted behind the operator's back, came back as it was"
+}
+
 case ${1:-} in
   up) up ;;
+  check) check ;;
   down) down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up|check|down" >&2; exit 2 ;;
 esac

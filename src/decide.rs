@@ -51,41 +51,123 @@ impl Record {
     }
 }
 
-/// The last successful write of one object, kept by the operator between passes, to tell a
-/// write that does not stick.
+/// The last successful write of one object, kept by the operator between passes: a store
+/// that did not keep it is not written again until the spec or its answer changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LastWrite {
     /// The generation whose spec was written.
     pub generation: Option<i64>,
-    /// [`fingerprint`] of what the bucket held just before that write.
-    pub before: u64,
     /// The write was a delete.
     pub deleted: bool,
+    /// [`fingerprint`] of what the store answered when the bucket was read back after the
+    /// write, when that was not what was written (the write was not kept).
+    pub unkept: Option<u64>,
     /// [`fingerprint`] of the configuration the store brought back by itself after that
     /// delete (its default), once a pass has seen it.
     pub store_default: Option<u64>,
 }
 
 impl LastWrite {
-    /// A write of generation `generation` over a bucket that held `before`.
-    pub fn new(generation: Option<i64>, before: &[CorsRule], deleted: bool) -> Self {
+    /// A write (a delete when `deleted`) of generation `generation`.
+    pub fn new(generation: Option<i64>, deleted: bool) -> Self {
         LastWrite {
             generation,
-            before: fingerprint(before),
             deleted,
+            unkept: None,
             store_default: None,
         }
     }
 
     /// This delete, with the configuration the store brought back after it (fingerprint
-    /// `default`): the delete did what it could, so what it replaced no longer matters.
+    /// `default`).
     pub fn with_store_default(self, default: u64) -> Self {
         LastWrite {
-            before: default,
             store_default: Some(default),
             ..self
         }
     }
+
+    /// This write, which the store answered with `answer` instead of keeping it.
+    pub fn not_kept(self, answer: &[CorsRule]) -> Self {
+        LastWrite {
+            unkept: Some(fingerprint(answer)),
+            ..self
+        }
+    }
+}
+
+/// What the bucket shows when read back right after a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadBack {
+    /// What was written (after a delete on a store that brings its default back: any
+    /// configuration, that default).
+    Kept,
+    /// What it held before the write: the write may not have reached every replica yet.
+    Before,
+    /// Something else: the store changed what it was given (dropped IDs, normalised values,
+    /// lost rules).
+    Altered,
+}
+
+/// How the store answered `after` to a read back of `write`, made over a bucket that held
+/// `before`.
+pub fn read_back(
+    profile: &Profile,
+    spec: &BucketCorsSpec,
+    write: &Write,
+    before: &[CorsRule],
+    after: &[CorsRule],
+) -> ReadBack {
+    let default_came_back = matches!(write, Write::Delete) && profile.default_after_delete;
+    if default_came_back || cors::diff(&spec.rules, after) == Plan::NoChange {
+        ReadBack::Kept
+    } else if fingerprint(after) == fingerprint(before) {
+        ReadBack::Before
+    } else {
+        ReadBack::Altered
+    }
+}
+
+/// The outcome of a pass whose `decision` wrote, and what to remember of the write, once the
+/// bucket read back `after` (`waited` after the write, for `found`): what was decided when
+/// the store kept it; NotPersisted, naming the difference, when it did not.
+pub fn settle(
+    spec: &BucketCorsSpec,
+    decision: &Decision,
+    found: ReadBack,
+    after: &[CorsRule],
+    waited: std::time::Duration,
+) -> (Outcome, Option<LastWrite>) {
+    let difference = cors::describe_drift(&spec.rules, after);
+    let why = match found {
+        ReadBack::Kept => {
+            let deleted = matches!(decision.write, Some(Write::Delete));
+            let remembered = decision.last_write.map(|w| {
+                if deleted && !after.is_empty() {
+                    w.with_store_default(fingerprint(after))
+                } else {
+                    w
+                }
+            });
+            return (decision.outcome.clone(), remembered);
+        }
+        ReadBack::Before => format!(
+            "the store accepted the write but still answers what the bucket held before it, {:.1}s later",
+            waited.as_secs_f64()
+        ),
+        ReadBack::Altered => {
+            "the store accepted the write but answers something else than what was written"
+                .to_owned()
+        }
+    };
+    let outcome = Outcome::new(
+        Reason::NotPersisted,
+        format!(
+            "{why} ({difference}): it does not keep these rules as written; nothing more is written until the spec or what the bucket holds changes"
+        ),
+    )
+    .with_rule_count(after.len());
+    (outcome, decision.last_write.map(|w| w.not_kept(after)))
 }
 
 /// What a pass does.
@@ -228,7 +310,7 @@ pub fn decide_on(
             Outcome::new(
                 Reason::NotPersisted,
                 format!(
-                    "the bucket reads back what it held before this object's last write ({}): the store does not keep these rules as written, or something else puts its own back; nothing more is written until the spec or the bucket changes",
+                    "the store did not keep this object's last write and still answers the same ({}); nothing more is written until the spec or what the bucket holds changes",
                     cors::describe_drift(&spec.rules, observed)
                 ),
             )
@@ -257,11 +339,7 @@ pub fn decide_on(
         before_write: !observed.is_empty() || spec.deletion_policy == DeletionPolicy::Restore,
     });
     let last_write = match (&write, &plan, store_default) {
-        (Some(write), _, _) => Some(LastWrite::new(
-            generation,
-            observed,
-            matches!(write, Write::Delete),
-        )),
+        (Some(write), _, _) => Some(LastWrite::new(generation, matches!(write, Write::Delete))),
         (None, Plan::NoChange, _) => None,
         (None, _, Some(default)) => last_write.map(|w| w.with_store_default(default)),
         (None, _, None) => last_write.copied(),
@@ -275,10 +353,11 @@ pub fn decide_on(
     }
 }
 
-/// Whether the last write, of this same spec, left the bucket as it was before it: writing
-/// again would change nothing.
+/// Whether the last write, of this same spec, was not kept and the store still answers what
+/// it answered then: writing again would change nothing.
 fn unkept(last_write: Option<&LastWrite>, generation: Option<i64>, observed: &[CorsRule]) -> bool {
-    last_write.is_some_and(|w| w.generation == generation && w.before == fingerprint(observed))
+    last_write
+        .is_some_and(|w| w.generation == generation && w.unkept == Some(fingerprint(observed)))
 }
 
 /// A digest of a bucket's rules, kept instead of the rules themselves.
@@ -301,6 +380,7 @@ mod tests {
     use super::*;
     use crate::profiles;
     use serde_json::json;
+    use std::time::Duration;
 
     const NOW: &str = "2026-12-02T10:00:00Z";
 
@@ -544,7 +624,7 @@ mod tests {
                 r
             })
             .collect();
-        let last = LastWrite::new(Some(1), &dropped, false);
+        let last = LastWrite::new(Some(1), false).not_kept(&dropped);
         let status = recorded();
         let d = decide_on(
             &profiles::AWS,
@@ -607,7 +687,7 @@ mod tests {
             Some(Write::Delete)
         );
         // What came back after this object's delete is the store's default: left alone.
-        let deleted = LastWrite::new(Some(1), &theirs(), true);
+        let deleted = LastWrite::new(Some(1), true);
         let d = on(&profiles::WASABI, &default, Some(&deleted));
         assert_eq!(d.write, None);
         assert_eq!(d.outcome.reason, Reason::InSync);
@@ -632,15 +712,114 @@ mod tests {
             Some(Write::Delete)
         );
         // A delete of an older generation, or a write that was a put, says nothing of a default.
-        let older = LastWrite::new(Some(0), &theirs(), true);
+        let older = LastWrite::new(Some(0), true);
         assert_eq!(
             on(&profiles::WASABI, &default, Some(&older)).write,
             Some(Write::Delete)
         );
-        let put = LastWrite::new(Some(1), &theirs(), false);
+        let put = LastWrite::new(Some(1), false);
         assert_eq!(
             on(&profiles::WASABI, &default, Some(&put)).write,
             Some(Write::Delete)
+        );
+    }
+
+    fn wrote(s: &BucketCorsSpec, before: &[CorsRule]) -> Decision {
+        decide_on(
+            &profiles::AWS,
+            s,
+            Some(1),
+            before,
+            Some(&recorded()),
+            &Ownership::Holds,
+            None,
+            NOW,
+        )
+    }
+
+    #[test]
+    fn a_write_read_back_as_written_is_kept_whatever_the_bucket_held_before() {
+        let s = spec(ours());
+        for before in [Vec::new(), theirs()] {
+            let d = wrote(&s, &before);
+            let write = d.write.clone().expect("a write");
+            let found = read_back(&profiles::AWS, &s, &write, &before, &s.rules);
+            assert_eq!(found, ReadBack::Kept);
+            let (outcome, remembered) = settle(&s, &d, found, &s.rules, Duration::ZERO);
+            assert_eq!(outcome.reason, Reason::Applied);
+            assert_eq!(remembered, Some(LastWrite::new(Some(1), false)));
+            // Deleted by hand afterwards: the next pass writes again.
+            let again = decide_on(
+                &profiles::AWS,
+                &s,
+                Some(1),
+                &before,
+                Some(&recorded()),
+                &Ownership::Holds,
+                remembered.as_ref(),
+                NOW,
+            );
+            assert!(again.write.is_some(), "{again:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_read_back_as_something_else_is_not_persisted_and_names_the_difference() {
+        let s = spec(ours());
+        let dropped = vec![CorsRule::new(["https://app.example.com"], ["GET"])];
+        let d = wrote(&s, &[]);
+        let write = d.write.clone().unwrap();
+        let found = read_back(&profiles::AWS, &s, &write, &[], &dropped);
+        assert_eq!(found, ReadBack::Altered);
+        let (outcome, remembered) = settle(&s, &d, found, &dropped, Duration::ZERO);
+        assert_eq!(outcome.reason, Reason::NotPersisted);
+        assert!(
+            outcome.message.contains("differs in id"),
+            "{}",
+            outcome.message
+        );
+        assert!(
+            outcome.message.contains("answers something else"),
+            "{}",
+            outcome.message
+        );
+        assert_eq!(remembered.unwrap().unkept, Some(fingerprint(&dropped)));
+    }
+
+    #[test]
+    fn a_write_read_back_as_before_is_not_yet_visible_then_not_persisted() {
+        let s = spec(ours());
+        let d = wrote(&s, &theirs());
+        let write = d.write.clone().unwrap();
+        let found = read_back(&profiles::AWS, &s, &write, &theirs(), &theirs());
+        assert_eq!(found, ReadBack::Before);
+        let (outcome, _) = settle(&s, &d, found, &theirs(), Duration::from_secs(5));
+        assert_eq!(outcome.reason, Reason::NotPersisted);
+        assert!(
+            outcome.message.contains("5.0s later"),
+            "{}",
+            outcome.message
+        );
+    }
+
+    #[test]
+    fn a_delete_on_a_store_with_a_default_keeps_that_default_in_memory() {
+        let s = spec(json!([]));
+        let default = vec![CorsRule::new(["*"], ["GET"])];
+        let d = wrote(&s, &theirs());
+        assert_eq!(d.write, Some(Write::Delete));
+        let found = read_back(&profiles::WASABI, &s, &Write::Delete, &theirs(), &default);
+        assert_eq!(found, ReadBack::Kept);
+        let (outcome, remembered) = settle(&s, &d, found, &default, Duration::ZERO);
+        assert_eq!(outcome.reason, Reason::Applied);
+        assert_eq!(
+            remembered.unwrap().store_default,
+            Some(fingerprint(&default))
+        );
+        // Elsewhere the same answer is a delete the store did not keep.
+        assert_eq!(
+            read_back(&profiles::AWS, &s, &Write::Delete, &theirs(), &default),
+            ReadBack::Altered
         );
     }
 

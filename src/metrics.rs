@@ -17,6 +17,12 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabel {
+    /// `removed` or `changed`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct S3Labels {
     pub operation: &'static str,
     /// `ok`, or the reason the call failed.
@@ -29,7 +35,7 @@ pub struct Metrics {
     pub failures: Family<ReasonLabel, Counter>,
     pub reconcile_duration: Histogram,
     pub s3_requests: Family<S3Labels, Counter>,
-    pub drift_corrections: Counter,
+    pub drift_corrections: Family<DriftLabel, Counter>,
     pub unkept_writes: Counter,
     pub watch_refused: Counter,
     pub managed_objects: Gauge,
@@ -66,10 +72,10 @@ impl Default for Metrics {
             "S3 calls by operation and outcome (ok, or the failure's reason)",
             s3_requests.clone(),
         );
-        let drift_corrections = Counter::default();
+        let drift_corrections = Family::<DriftLabel, Counter>::default();
         registry.register(
             "drift_corrections",
-            "Writes that put back a configuration changed outside Kubernetes",
+            "Writes that put back a configuration changed outside Kubernetes, by what was done to it (removed: the bucket had none; changed: it held other rules)",
             drift_corrections.clone(),
         );
         let unkept_writes = Counter::default();
@@ -119,6 +125,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A write that put back a configuration that was `how` (`removed` or `changed`) outside
+    /// Kubernetes.
+    pub fn drift_corrected(&self, how: &'static str) {
+        self.drift_corrections
+            .get_or_create(&DriftLabel { reason: how })
+            .inc();
+    }
+
     pub fn pass(&self, reason: Reason, seconds: f64) {
         let label = ReasonLabel {
             reason: reason.as_str(),
@@ -278,9 +292,10 @@ mod tests {
     fn the_text_format_names_counters_by_their_total_series() {
         let metrics = Metrics::default();
         metrics.pass(Reason::Applied, 0.02);
-        metrics.drift_corrections.inc();
+        metrics.drift_corrected("removed");
         let text = metrics.encode_text();
         for line in [
+            r#"bucketcors_drift_corrections_total{reason="removed"} 1"#,
             "# TYPE bucketcors_reconciliations_total counter",
             "# HELP bucketcors_drift_corrections_total Writes that put back",
             r#"bucketcors_reconciliations_total{reason="Applied"} 1"#,

@@ -35,6 +35,10 @@ pub struct Profile {
     /// Deleting the configuration brings the store's default back: "no rules" means that
     /// default, not a delete on every pass.
     pub default_after_delete: bool,
+    /// How long a written configuration may take to show in a read back: the store's
+    /// documented figure, else a few seconds. A read back that still shows the bucket as it
+    /// was before the write is tried again within this time before the write is called unkept.
+    pub propagation: std::time::Duration,
     /// How the store changes a configuration between a write and a read back; the diff treats
     /// each as equal (origins, methods and headers are sets, header names case-insensitive).
     pub read_back: &'static [ReadBack],
@@ -93,6 +97,7 @@ const GENERIC: Profile = Profile {
     put_checksum: None,
     expected_bucket_owner: true,
     default_after_delete: false,
+    propagation: std::time::Duration::from_secs(5),
     read_back: &[],
     source: "https://docs.aws.amazon.com/AmazonS3/latest/API/API_CORSRule.html",
 };
@@ -112,6 +117,8 @@ pub const R2: Profile = Profile {
     expected_bucket_owner: false,
     // "does not include a path component and must only be comprised of a
     // `scheme://host[:port]`"; MaxAgeSeconds "the maximum value (86400)". R2 refused
+    // A change to an R2 bucket's CORS policy is reported to take up to 30 s to apply.
+    propagation: std::time::Duration::from_secs(30),
     // `x-amz-checksum-crc32` with 501 in January 2025, and has taken CRC32 since: the
     // compatibility page lists it as implemented, so the SDK's default stays.
     source: "https://developers.cloudflare.com/r2/buckets/cors/, https://developers.cloudflare.com/api/resources/r2/subresources/buckets/subresources/cors and https://developers.cloudflare.com/r2/api/s3/api/",

@@ -34,8 +34,8 @@ use crate::{
 const SET_LABEL: &str = "bench.bucketcors.dev/set";
 
 impl World {
-    /// The bare minimum on fresh buckets: one GetBucketCors and one PutBucketCors each, at the
-    /// operator's concurrency.
+    /// The bare minimum on fresh buckets: one GetBucketCors, one PutBucketCors and the
+    /// GetBucketCors that reads the write back, each, at the operator's concurrency.
     pub async fn limit(&self, buckets: &[String]) -> anyhow::Result<Duration> {
         // The loop stands for the operator: it runs where the operator runs.
         self.bench_beside_s3(true)?;
@@ -53,8 +53,14 @@ impl World {
                     .cors_configuration(sdk_configuration(&rules_for(i, 0)))
                     .send()
                     .await
+                    .with_context(|| format!("PutBucketCors {bucket}"))?;
+                self.s3
+                    .get_bucket_cors()
+                    .bucket(bucket)
+                    .send()
+                    .await
                     .map(drop)
-                    .with_context(|| format!("PutBucketCors {bucket}"))
+                    .with_context(|| format!("GetBucketCors {bucket} after the write"))
             })
             .buffer_unordered(CONCURRENCY)
             .try_collect::<Vec<()>>()

@@ -206,13 +206,13 @@ impl Report {
             let c = &s.operator_s3;
             let _ = writeln!(
                 t,
-                "| S3 requests per new object, {} objects | **{:.2}** ({} Get, {} Put, {} other) | 1 Get + 1 Put | {} |",
+                "| S3 requests per new object, {} objects | **{:.2}** ({} Get, {} Put, {} other) | 1 Get + 1 Put + 1 Get reading it back | {} |",
                 thousands(s.n),
                 s.s3_requests_per_object(),
                 thousands(c.gets),
                 thousands(c.puts),
                 c.deletes + c.other,
-                verdict(c.gets == s.n && c.puts == s.n && c.deletes + c.other == 0)
+                verdict(c.gets == 2 * s.n && c.puts == s.n && c.deletes + c.other == 0)
             );
         }
         if let (Some(cli), Some(s)) = (&self.cli, self.size(self.reference)) {
@@ -585,8 +585,9 @@ impl Report {
              read back and compared with its object's rules (not timed). Creating the objects \
              is part of the time; how long the creates alone took is shown beside it.\n\
              - **Bare-SDK limit**: on N fresh buckets of the same server, an aws-sdk-s3 loop \
-             does exactly the minimum the operator must do, one GetBucketCors and one \
-             PutBucketCors per bucket, 16 buckets at a time (the operator's concurrency). A \
+             does exactly the minimum the operator must do, one GetBucketCors, one \
+             PutBucketCors and one GetBucketCors reading the write back per bucket, 16 buckets \
+             at a time (the operator's concurrency). A \
              second pass of one GetBucketCors per bucket gives the limit for verifying existing \
              buckets.\n\
              - **Unpaced**: every operator run but the request-budget phase's has \

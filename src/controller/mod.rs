@@ -6,6 +6,7 @@ mod grants;
 mod index;
 mod news;
 mod reconcile;
+mod repairs;
 mod store;
 mod target;
 
@@ -130,6 +131,8 @@ pub struct Context<S> {
     // uid (an object made again under the same name starts afresh): 32 bytes per object
     // written, where a reference and a uid take ten times that.
     last_writes: Mutex<HashMap<u64, LastWrite>>,
+    // Recent repairs of each object's bucket, by the same hash.
+    repairs: Mutex<repairs::Repairs>,
     // Who holds each bucket, fed by the watches.
     buckets: Mutex<index::Buckets>,
     // The caches of every watched namespace, for the gauges and the re-grants.
@@ -154,6 +157,7 @@ impl<S: CorsStore> Context<S> {
             failures: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             last_writes: Mutex::new(HashMap::new()),
+            repairs: Mutex::default(),
             buckets: Mutex::new(index::Buckets::default()),
             caches: RwLock::new(Vec::new()),
             grants: grants::Grants::default(),
@@ -313,6 +317,14 @@ impl<S: CorsStore> Context<S> {
         };
     }
 
+    /// Notes that a pass put `obj`'s bucket back; the run of repairs to report, if this one
+    /// makes them repeat.
+    fn repaired(&self, obj: &BucketCors) -> Option<repairs::Repeated> {
+        let key = uid_key(obj)?;
+        let now = std::time::Instant::now();
+        self.repairs.lock().expect("poisoned").record(key, now)
+    }
+
     /// Forgets everything kept about `obj`: it is gone.
     fn forget(&self, obj: &BucketCors) {
         let object = ObjectRef::from(obj);
@@ -320,6 +332,7 @@ impl<S: CorsStore> Context<S> {
         self.written.lock().expect("poisoned").remove(&object);
         if let Some(key) = uid_key(obj) {
             self.last_writes.lock().expect("poisoned").remove(&key);
+            self.repairs.lock().expect("poisoned").forget(key);
         }
     }
 
@@ -352,14 +365,20 @@ impl<S: CorsStore> Context<S> {
         let mut writes = self.last_writes.lock().expect("poisoned");
         writes.retain(|key, _| alive.contains(key));
         writes.shrink_to_fit();
+        self.repairs
+            .lock()
+            .expect("poisoned")
+            .retain(|key| alive.contains(key));
     }
 
-    /// Objects and failure counts kept in memory: for tests that check nothing leaks.
+    /// Objects and failure counts kept in memory: for tests that check nothing leaks. The
+    /// last count is of objects with a last write or recent repairs kept.
     pub fn kept(&self) -> (usize, usize, usize) {
         (
             self.failures.lock().expect("poisoned").len(),
             self.written.lock().expect("poisoned").len(),
-            self.last_writes.lock().expect("poisoned").len(),
+            self.last_writes.lock().expect("poisoned").len()
+                + self.repairs.lock().expect("poisoned").len(),
         )
     }
 

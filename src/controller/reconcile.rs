@@ -12,7 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, MANAGER, holds_bucket, target};
+use super::{Context, MANAGER, holds_bucket, repairs, target};
 use crate::admission;
 use crate::api::{BucketCors, BucketCorsStatus, DeletionPolicy, FINALIZER, ManagementPolicy};
 use crate::cors::{self, Plan};
@@ -248,24 +248,25 @@ async fn converge<S: CorsStore>(
         Some(Write::Put(rules)) => ctx.store.put_cors(&target, rules).await,
         Some(Write::Delete) => ctx.store.delete_cors(&target).await,
     };
-    let outcome = match result {
-        Ok(()) => decision.outcome,
+    if let Err(err) = result {
         // A failed write still carries the record made before it into the pass's status.
-        Err(err) => {
-            return Ok(Pass {
-                outcome: Halt::outcome(&err.advised_by(profile)),
-                plan: decision.plan,
-                wrote: None,
-                base,
-                verified: None,
-            });
-        }
-    };
-    ctx.set_last_write(obj, decision.last_write);
-    if decision.write.is_some() && already_applied(obj, known.as_ref()) {
-        ctx.metrics.drift_corrections.inc();
+        return Ok(Pass {
+            outcome: Halt::outcome(&err.advised_by(profile)),
+            plan: decision.plan,
+            wrote: None,
+            base,
+            verified: None,
+        });
     }
-    if outcome.reason == Reason::NotPersisted && !reported(known.as_ref(), Reason::NotPersisted) {
+    let (outcome, remembered) = match &decision.write {
+        Some(write) => read_back(ctx, &target, profile, spec, &decision, write, &observed).await,
+        None => (decision.outcome.clone(), decision.last_write),
+    };
+    ctx.set_last_write(obj, remembered);
+    if decision.write.is_some() && already_applied(obj, known.as_ref()) {
+        repaired(obj, ctx, &observed).await;
+    }
+    if decision.write.is_some() && outcome.reason == Reason::NotPersisted {
         ctx.metrics.unkept_writes.inc();
     }
     // The bucket holds the spec's rules now: ask the store, as a browser would, whether it
@@ -299,6 +300,62 @@ async fn converge<S: CorsStore>(
         verified,
     })
 }
+
+/// Reads the bucket back after `write`, made over a bucket that held `before`: again while it
+/// still shows `before`, for at most the store's propagation time. Its answer, not the
+/// bucket's history, tells whether the store kept the write.
+async fn read_back<S: CorsStore>(
+    ctx: &Context<S>,
+    target: &BucketTarget,
+    profile: &profiles::Profile,
+    spec: &crate::api::BucketCorsSpec,
+    decision: &decide::Decision,
+    write: &Write,
+    before: &[cors::CorsRule],
+) -> (Outcome, Option<decide::LastWrite>) {
+    let written = Instant::now();
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        let after = match ctx.store.get_cors(target).await {
+            Ok(after) => after,
+            Err(err) => {
+                // The write succeeded; the next pass reads the bucket again.
+                tracing::warn!(bucket = %spec.bucket, error = %err, "could not read the bucket back after writing it");
+                return (decision.outcome.clone(), decision.last_write);
+            }
+        };
+        let found = decide::read_back(profile, spec, write, before, &after);
+        let left = profile.propagation.saturating_sub(written.elapsed());
+        if found != decide::ReadBack::Before || left.is_zero() {
+            return decide::settle(spec, decision, found, &after, written.elapsed());
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = pause.saturating_mul(2);
+    }
+}
+
+/// Counts a write that put back a configuration changed outside Kubernetes (the bucket held
+/// `observed`), and warns once when such repairs repeat: something else keeps writing it.
+async fn repaired<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>, observed: &[cors::CorsRule]) {
+    let how = if observed.is_empty() {
+        "removed"
+    } else {
+        "changed"
+    };
+    ctx.metrics.drift_corrected(how);
+    if let Some(repeated) = ctx.repaired(obj) {
+        let note = format!(
+            "the bucket's CORS configuration was changed outside this object and put back {} times in {}: something else writes to it (another tool, a script, a person); stop it, or make this object ObserveOnly",
+            repeated.count,
+            repairs::spoken(repeated.within)
+        );
+        tracing::warn!(object = %ObjectRef::from(obj), reason = DRIFT_REPEATED, "{note}");
+        publish(obj, ctx, EventType::Warning, DRIFT_REPEATED, &note).await;
+    }
+}
+
+/// The Event reason of repairs that repeat within [`repairs::WINDOW`].
+pub const DRIFT_REPEATED: &str = "DriftRepeated";
 
 impl Halt {
     fn outcome(err: &S3Error) -> Outcome {
@@ -507,7 +564,9 @@ async fn report<S: CorsStore>(
     }
 
     let outcome = &pass.outcome;
-    match pass.wrote {
+    // A write the store did not keep is announced as its failure, not as a write.
+    let wrote = pass.wrote.as_ref().filter(|_| outcome.reason.is_ready());
+    match wrote {
         Some(Write::Put(_)) => {
             publish(
                 obj,
