@@ -211,3 +211,44 @@ async fn a_deleted_object_leaves_nothing_behind_in_the_operators_memory() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_operator_still_reconciles_every_object_in_turn() {
+    // More passes are due than the operator can run: 48 objects at a resync of one second
+    // against a budget of 10 requests a second, 4 passes at a time. Each object must still
+    // get its turn, in the order it became due.
+    let moto = Moto::shared();
+    let h = Harness::start_configured(&moto.endpoint(), |s| {
+        s.concurrency = 4;
+        s.resync_interval = Duration::from_secs(1);
+        s.store_budget = Some(bucketcors::s3::Budget {
+            per_second: 10,
+            burst: 5,
+        });
+    })
+    .await;
+    let mut names = Vec::new();
+    for wave in [16, 32] {
+        for _ in 0..wave {
+            let name = format!("web-{}", names.len());
+            let bucket = moto.new_bucket("turn").await;
+            h.create(&name, h.spec(&bucket, rules_a())).await;
+            names.push(name);
+        }
+        // The first wave converges before the second arrives, and keeps the operator busy.
+        eventually(
+            &format!("all {} objects to be Ready", names.len()),
+            Duration::from_secs(90),
+            || async {
+                let objects = h.api.list(&Default::default()).await.unwrap();
+                names.iter().all(|name| {
+                    objects
+                        .items
+                        .iter()
+                        .any(|o| o.metadata.name.as_ref() == Some(name) && o.is_ready())
+                })
+            },
+        )
+        .await;
+    }
+}
