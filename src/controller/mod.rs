@@ -117,9 +117,10 @@ pub struct Context<S> {
     pub readiness: Arc<Readiness>,
     /// Every watched namespace's cache holds its initial list (or its list was refused).
     synced: Arc<Readiness>,
-    /// Passes running at once, over every watched namespace.
+    /// Passes running at once, over every watched namespace. Passes wait for it in the order
+    /// they became due (tokio's semaphores are first in, first out).
     permits: Semaphore,
-    /// Passes running at once in each namespace.
+    /// Passes running at once in each namespace, taken before `permits`.
     namespace_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     failures: Mutex<HashMap<ObjectRef<BucketCors>, u32>>,
     // The last status this operator wrote for each object whose cached copy does not show it
@@ -172,19 +173,38 @@ impl<S: CorsStore> Context<S> {
         }
     }
 
-    /// A pass's share of `namespace`'s budget, if one is free now.
-    pub(crate) fn namespace_permit(
+    /// Waits, behind the passes that became due before it, for a share of `namespace`'s
+    /// passes and then for one of the operator's. None once the operator is stopping.
+    pub(crate) async fn turn(
         &self,
         namespace: &str,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let semaphore = self
-            .namespace_permits
-            .lock()
-            .expect("poisoned")
-            .entry(namespace.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(usize::from(self.per_namespace()))))
-            .clone();
-        semaphore.try_acquire_owned().ok()
+    ) -> Option<(
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::SemaphorePermit<'_>,
+    )> {
+        let semaphore = {
+            let mut shares = self.namespace_permits.lock().expect("poisoned");
+            if self.permits.is_closed() {
+                return None;
+            }
+            shares
+                .entry(namespace.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(usize::from(self.per_namespace()))))
+                .clone()
+        };
+        let share = semaphore.acquire_owned().await.ok()?;
+        let permit = self.permits.acquire().await.ok()?;
+        Some((share, permit))
+    }
+
+    /// Ends every wait for a turn: the operator is stopping, and passes that have not started
+    /// end at once instead of holding up the shutdown.
+    fn close_turns(&self) {
+        let shares = self.namespace_permits.lock().expect("poisoned");
+        self.permits.close();
+        for share in shares.values() {
+            share.close();
+        }
     }
 
     /// The identity `obj` may act with, or why it may act with none: a store that grants its
@@ -630,18 +650,11 @@ pub async fn run<S: CorsStore>(
                 .try_filter(move |obj| {
                     futures::future::ready(news_filter.lock().expect("poisoned").is_news(obj))
                 });
-            // The permits of the context hold the sum of all controllers to the operator's
-            // concurrency.
-            // A controller of one namespace runs no more than that namespace's share, so that
-            // none of its passes waits for one; one of all namespaces runs the operator's
-            // whole concurrency, and a pass whose namespace has no share free is put back.
-            let slots = if ctx.settings.namespaces.is_empty() {
-                ctx.settings.concurrency
-            } else {
-                ctx.per_namespace()
-            };
+            // Every due pass is started at once and waits for its turn on the context's
+            // permits, first in, first out: kube's own limit would take the waiting passes in
+            // hash order, so that under overload the same objects would win every time.
             Controller::for_stream(changes, reader)
-                .with_config(ControllerConfig::default().concurrency(slots))
+                .with_config(ControllerConfig::default().concurrency(0))
                 .reconcile_on(woken)
                 .graceful_shutdown_on(shutdown.clone())
                 .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
@@ -653,8 +666,10 @@ pub async fn run<S: CorsStore>(
         })
         .collect();
     let synced = ctx.synced.clone();
+    let stopping = ctx.clone();
     let overdue = async move {
         shutdown.await;
+        stopping.close_turns();
         // Before the first list lands nothing is in flight, and kube's controller would wait
         // for that list forever; after it, in-flight passes get a bounded time to finish.
         if synced.get() {

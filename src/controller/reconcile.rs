@@ -86,15 +86,13 @@ pub async fn reconcile<S: CorsStore>(
     ctx: Arc<Context<S>>,
 ) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_else(|| "default".into());
-    // A namespace uses at most its share of the passes: one whose store answers slowly cannot
-    // take them all. A pass that finds its namespace's share taken comes back shortly,
-    // holding nothing meanwhile.
-    let Some(_share) = ctx.namespace_permit(&namespace) else {
-        let delay = rand::Rng::random_range(&mut rand::rng(), 500..1500);
-        return Ok(Action::requeue(std::time::Duration::from_millis(delay)));
+    // A namespace uses at most its share of the passes (one whose store answers slowly cannot
+    // take them all), within one budget for the whole operator; passes take their turn in the
+    // order they became due.
+    let Some(_turn) = ctx.turn(&namespace).await else {
+        // Stopping: the next leader or start takes it.
+        return Ok(Action::await_change());
     };
-    // One budget of concurrent passes for the whole operator, however many namespaces.
-    let _permit = ctx.permits.acquire().await.expect("never closed");
     let api: Api<BucketCors> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, FINALIZER, obj, |event| async {
         match event {
