@@ -373,6 +373,33 @@ reconcile_checks() {
   check "the Secret's values appear in no operator log" no_secret_in_logs
 }
 
+# can AS VERB RESOURCE [NAMESPACE]: kubectl auth can-i as user AS; succeeds on "yes".
+can() {
+  local out
+  out=$(k auth can-i --as "$1" "$2" "$3" ${4:+-n "$4"} 2>/dev/null) || true
+  [[ $out == yes ]]
+}
+cannot() { ! can "$@"; }
+
+# The chart's roles aggregated into Kubernetes' default ones, as a namespace's users get them.
+team_role_checks() {
+  k create rolebinding bcors-edit -n team-a --clusterrole=edit --user=alice >/dev/null
+  k create rolebinding bcors-view -n team-a --clusterrole=view --user=bob >/dev/null
+  check "the edit role (aggregated by kube-controller-manager) lets alice create BucketCors in team-a" \
+    wait_for 60 "alice may create bucketcors" can alice create bucketcors.bucketcors.dev team-a
+  check "alice may also update and delete them" \
+    can alice delete bucketcors.bucketcors.dev team-a
+  check "alice may not write bucketcors/status (where the operator records the holder)" \
+    cannot alice patch bucketcors.bucketcors.dev/status team-a
+  check "alice may not create or change ClusterBucketStores" \
+    cannot alice create clusterbucketstores.bucketcors.dev
+  check "alice may not touch BucketCors of another namespace" \
+    cannot alice create bucketcors.bucketcors.dev team-gone
+  check "the view role lets bob list BucketCors in team-a" \
+    wait_for 60 "bob may list bucketcors" can bob list bucketcors.bucketcors.dev team-a
+  check "bob may not create them" cannot bob create bucketcors.bucketcors.dev team-a
+}
+
 # Samples the operator pods that run (not being deleted) until file $1 appears; writes the
 # largest number seen at once to $2.
 sample_pods() {
@@ -533,6 +560,7 @@ main() {
   start_moto
   install_checks
   reconcile_checks
+  team_role_checks
   upgrade_checks
   leader_checks
   namespace_checks
