@@ -231,6 +231,12 @@ pub struct BucketCorsStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_configuration: Option<PreviousConfiguration>,
 
+    /// Present while this object holds its bucket: of all the objects that could write the
+    /// same bucket, it is the one that does. Written before its first write to the bucket and
+    /// read back after an operator restart; removed when the object stops competing for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding: Option<Holding>,
+
     /// Current state. `Ready` is True when the bucket matches the spec. Beside it, kstatus's
     /// `Reconciling` is True while a cause that may go away by itself is retried, and `Stalled`
     /// is True while the object waits for a change someone must make; neither is there
@@ -238,6 +244,16 @@ pub struct BucketCorsStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The bucket an object holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Holding {
+    /// The bucket, as the operator names it: its store's endpoint (or `aws`) and its name.
+    pub bucket: String,
+    /// Since when (RFC 3339).
+    pub since: String,
 }
 
 /// A bucket's CORS configuration recorded before the operator replaced it.

@@ -24,6 +24,9 @@ pub enum Ownership {
         /// `namespace/name` of the holder.
         holder: String,
     },
+    /// The operator does not count this object among those that could write the bucket (yet):
+    /// it writes nothing.
+    Unknown,
 }
 
 /// A write to the bucket.
@@ -231,19 +234,23 @@ pub fn expected(spec: &BucketCorsSpec) -> Result<(), Outcome> {
     })
 }
 
-/// Conflict when a `Full` object waits behind another holder of its bucket.
+/// Conflict when a `Full` object waits behind another holder of its bucket; Unavailable (it
+/// is looked at again shortly) when the operator does not count it among the objects that
+/// could write the bucket yet.
 pub fn unheld(spec: &BucketCorsSpec, ownership: &Ownership) -> Result<(), Outcome> {
-    if let (ManagementPolicy::Full, Ownership::Waits { bucket, holder }) =
-        (spec.management_policy, ownership)
-    {
-        return Err(Outcome::new(
+    match (spec.management_policy, ownership) {
+        (ManagementPolicy::Full, Ownership::Waits { bucket, holder }) => Err(Outcome::new(
             Reason::Conflict,
             format!(
                 "bucket {bucket} is managed by BucketCors {holder}, which held it first; this object writes nothing while that one exists"
             ),
-        ));
+        )),
+        (ManagementPolicy::Full, Ownership::Unknown) => Err(Outcome::new(
+            Reason::Unavailable,
+            "the operator does not know yet whether this object may write its bucket; nothing was written",
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The pass over an object whose bucket, on a store with `profile`, holds `observed`.

@@ -159,6 +159,7 @@ pub fn next_status(
         last_sync_time: previous.and_then(|s| s.last_sync_time.clone()),
         rule_count,
         previous_configuration: previous.and_then(|s| s.previous_configuration.clone()),
+        holding: previous.and_then(|s| s.holding.clone()),
         conditions,
     };
     let wrote = outcome.reason == Reason::Applied;

@@ -198,10 +198,12 @@ impl fmt::Display for Denial {
 impl ClusterBucketStore {
     /// Whether namespace `namespace`, with labels `labels`, may use this store for `bucket`;
     /// the denial says which of the two it fails, in the words of the store's fields.
+    /// Labels not known yet (`None`) match no selector: the object waits for them, and is
+    /// looked at again as soon as they are known.
     pub fn grants(
         &self,
         namespace: &str,
-        labels: &BTreeMap<String, String>,
+        labels: Option<&BTreeMap<String, String>>,
         bucket: &str,
     ) -> Result<(), Denial> {
         let name = self.metadata.name.as_deref().unwrap_or_default();
@@ -214,11 +216,17 @@ impl ClusterBucketStore {
             c.namespaces.iter().any(|n| n == namespace)
                 || c.namespace_selector
                     .as_ref()
-                    .is_some_and(|s| selector_matches(s, labels))
+                    .zip(labels)
+                    .is_some_and(|(s, labels)| selector_matches(s, labels))
         });
         if !serves {
+            let unknown = if labels.is_none() {
+                " (its labels are not known yet)"
+            } else {
+                ""
+            };
             return Err(Denial::NotPermitted(format!(
-                "ClusterBucketStore {name:?} is not allowed from namespace {namespace:?}"
+                "ClusterBucketStore {name:?} is not allowed from namespace {namespace:?}{unknown}"
             )));
         }
         if !self.spec.buckets.iter().any(|g| glob_matches(g, bucket)) {
@@ -562,19 +570,19 @@ mod tests {
             &["team-a-*"],
         );
         let none = BTreeMap::new();
-        assert_eq!(s.grants("team-a", &none, "team-a-x"), Ok(()));
+        assert_eq!(s.grants("team-a", Some(&none), "team-a-x"), Ok(()));
         assert_eq!(
-            s.grants("other", &labels(&[("team", "a")]), "team-a-x"),
+            s.grants("other", Some(&labels(&[("team", "a")])), "team-a-x"),
             Ok(())
         );
         assert_eq!(
-            s.grants("team-b", &labels(&[("team", "b")]), "team-a-x"),
+            s.grants("team-b", Some(&labels(&[("team", "b")])), "team-a-x"),
             Err(Denial::NotPermitted(
                 r#"ClusterBucketStore "team-a" is not allowed from namespace "team-b""#.into()
             ))
         );
         assert_eq!(
-            s.grants("team-a", &none, "team-b-x"),
+            s.grants("team-a", Some(&none), "team-b-x"),
             Err(Denial::NotPermitted(
                 r#"ClusterBucketStore "team-a" does not grant bucket "team-b-x" (it grants team-a-*)"#
                     .into()
@@ -583,12 +591,44 @@ mod tests {
     }
 
     #[test]
+    fn labels_not_known_yet_match_no_selector_and_names_still_do() {
+        let not_in = LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "team".into(),
+                operator: "DoesNotExist".into(),
+                values: None,
+            }]),
+        };
+        let s = store(
+            vec![
+                by_name("named"),
+                StoreCondition {
+                    namespaces: vec![],
+                    namespace_selector: Some(not_in),
+                },
+            ],
+            &["*"],
+        );
+        // Known and without the label: the selector matches.
+        assert_eq!(s.grants("other", Some(&BTreeMap::new()), "b"), Ok(()));
+        // Not known yet: it does not, and the denial says why.
+        assert_eq!(
+            s.grants("other", None, "b"),
+            Err(Denial::NotPermitted(
+                r#"ClusterBucketStore "team-a" is not allowed from namespace "other" (its labels are not known yet)"#.into()
+            ))
+        );
+        assert_eq!(s.grants("named", None, "b"), Ok(()));
+    }
+
+    #[test]
     fn a_store_without_conditions_serves_no_namespace() {
         let s = store(vec![], &["*"]);
-        assert!(s.grants("default", &BTreeMap::new(), "b").is_err());
+        assert!(s.grants("default", Some(&BTreeMap::new()), "b").is_err());
         // A condition naming nothing serves nothing either.
         let s = store(vec![StoreCondition::default()], &["*"]);
-        assert!(s.grants("default", &BTreeMap::new(), "b").is_err());
+        assert!(s.grants("default", Some(&BTreeMap::new()), "b").is_err());
     }
 
     #[test]
@@ -618,7 +658,7 @@ mod tests {
             &["*"],
         );
         assert_eq!(
-            bad.grants("x", &l, "b"),
+            bad.grants("x", Some(&l), "b"),
             Err(Denial::NotPermitted(
                 r#"ClusterBucketStore "team-a" is not valid: spec.conditions[0].namespaceSelector.matchExpressions[0]: operator In needs values"#.into()
             ))

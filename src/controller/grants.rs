@@ -33,13 +33,13 @@ impl Grants {
         self.stores.read().expect("poisoned").get(name).cloned()
     }
 
-    pub fn labels(&self, namespace: &str) -> BTreeMap<String, String> {
+    /// The labels of `namespace`, when the namespace watch has shown it.
+    pub fn labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
         self.labels
             .read()
             .expect("poisoned")
             .get(namespace)
             .cloned()
-            .unwrap_or_default()
     }
 }
 
@@ -61,11 +61,7 @@ impl Concerns {
 /// Watches the stores: keeps the map, writes each store's Ready condition, and re-grants the
 /// objects that name a store whose spec changed or that went. `listed` is called once, when
 /// the first list is in (or refused).
-pub async fn watch_stores<S: CorsStore>(
-    ctx: Arc<Context<S>>,
-    listed: impl Fn() + Send,
-    wake: impl Fn(ObjectRef<BucketCors>) + Send,
-) {
+pub async fn watch_stores<S: CorsStore>(ctx: Arc<Context<S>>, listed: impl Fn() + Send) {
     let api: Api<ClusterBucketStore> = Api::all(ctx.client.clone());
     let mut relisted: Option<HashSet<String>> = None;
     let mut first = true;
@@ -128,20 +124,14 @@ pub async fn watch_stores<S: CorsStore>(
             }
         }
         for concern in changed {
-            for object in ctx.regrant(&concern) {
-                wake(object);
-            }
+            ctx.regrant(&concern);
         }
     }
 }
 
 /// Watches the namespaces' labels (metadata only) and re-grants a namespace's objects when its
-/// labels change or it goes.
-pub async fn watch_namespaces<S: CorsStore>(
-    ctx: Arc<Context<S>>,
-    listed: impl Fn() + Send,
-    wake: impl Fn(ObjectRef<BucketCors>) + Send,
-) {
+/// labels are first seen, change, or go.
+pub async fn watch_namespaces<S: CorsStore>(ctx: Arc<Context<S>>, listed: impl Fn() + Send) {
     let api: Api<PartialObjectMeta<Namespace>> = Api::all(ctx.client.clone());
     let mut relisted: Option<HashSet<String>> = None;
     let mut first = true;
@@ -159,7 +149,7 @@ pub async fn watch_namespaces<S: CorsStore>(
                 .write()
                 .expect("poisoned")
                 .insert(name.clone(), labels.clone());
-            if before.is_some_and(|b| b != labels) {
+            if before.as_ref() != Some(&labels) {
                 changed.push(Concerns::Namespace(name.clone()));
             }
             name
@@ -199,9 +189,7 @@ pub async fn watch_namespaces<S: CorsStore>(
             }
         }
         for concern in changed {
-            for object in ctx.regrant(&concern) {
-                wake(object);
-            }
+            ctx.regrant(&concern);
         }
     }
 }
@@ -273,18 +261,30 @@ async fn write_status(api: &Api<ClusterBucketStore>, store: &ClusterBucketStore)
 }
 
 impl<S: CorsStore> Context<S> {
-    /// Re-computes the index entry of every object `concern` touches. Returns them all (and
-    /// any object that took a bucket because of it), to be woken.
-    fn regrant(&self, concern: &Concerns) -> Vec<ObjectRef<BucketCors>> {
+    /// Re-computes the index entry of every object `concern` touches, all at once (so that the
+    /// ranking, not the order of the cache, elects each bucket's holder), and wakes them all.
+    fn regrant(&self, concern: &Concerns) {
         let caches = self.caches.read().expect("poisoned").clone();
-        let mut wake = Vec::new();
-        let mut buckets = self.buckets.lock().expect("poisoned");
-        for (watch, cache) in caches.iter().enumerate() {
-            for obj in cache.state().iter().filter(|o| concern.matches(o)) {
-                wake.extend(buckets.apply(watch, obj, self.entry(obj)));
-                wake.push(ObjectRef::from(obj.as_ref()));
-            }
-        }
-        wake
+        let touched: Vec<(usize, Arc<BucketCors>)> = caches
+            .iter()
+            .enumerate()
+            .flat_map(|(watch, cache)| {
+                cache
+                    .state()
+                    .into_iter()
+                    .filter(|o| concern.matches(o))
+                    .map(move |o| (watch, o))
+            })
+            .collect();
+        let mut wake: Vec<ObjectRef<BucketCors>> = touched
+            .iter()
+            .map(|(_, obj)| ObjectRef::from(obj.as_ref()))
+            .collect();
+        let entries: Vec<_> = touched
+            .iter()
+            .map(|(watch, obj)| (*watch, obj.as_ref(), self.entry(obj)))
+            .collect();
+        wake.extend(self.buckets.lock().expect("poisoned").apply_all(entries));
+        self.wake_all(wake);
     }
 }

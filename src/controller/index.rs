@@ -1,13 +1,17 @@
 //! Who holds each bucket, fed by the watch: canonical bucket key → holder, answered in O(1).
 //!
-//! Among the objects that would write the same bucket (valid spec, `Full`), one holds it. The
-//! holder keeps it for as long as it competes for it (until it is deleted, stops writing or
-//! names another bucket); then the best-ranked waiting object takes it and is woken at once.
-//! Until every watched namespace has been listed the holder is provisional, the best-ranked
-//! object, so that a restart picks the same holder: the one whose status shows it took the
-//! bucket, then the oldest, then the lesser namespace/name.
+//! Among the objects that could write the same bucket (see `Context::competes`), one holds it.
+//! The holder keeps it for as long as it competes for it (until it is deleted, stops writing,
+//! loses its access or names another bucket); then the best-ranked waiting object takes it and
+//! is woken at once. Until every watch has listed, the holder is provisional, the best-ranked
+//! object, so that a restart picks the holder from before whatever the order of the lists: the
+//! object whose status says it holds the bucket (the latest such mark first), then one that
+//! took the bucket before (it recorded what the bucket held), then the oldest, then the lesser
+//! namespace/name. Changes that concern many objects at once (a store appears, a namespace's
+//! labels arrive) are applied together and the holder elected once, by the same ranking.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -19,9 +23,12 @@ use crate::api::BucketCors;
 /// ordered by the object's namespace and name, so that the order is total.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
-    /// False when the object's status shows it took the bucket (it recorded the bucket or
-    /// was Ready).
-    not_holding: bool,
+    /// False when the object's status marks it as this bucket's holder...
+    not_marked: bool,
+    /// ...the latest mark first (RFC 3339 times compare as strings).
+    since: Reverse<Option<String>>,
+    /// False when the object took the bucket before (it recorded what the bucket held).
+    not_took: bool,
     created: Option<Time>,
 }
 
@@ -49,7 +56,7 @@ fn order<'a>(rank: &'a Rank, object: &'a ObjectRef<BucketCors>) -> (&'a Rank, &'
     )
 }
 
-// The objects that would write one bucket. Each object is kept here once: the holder is a
+// The objects that could write one bucket. Each object is kept here once: the holder is a
 // flag on its candidate, and the member entry keeps only what finds that candidate again.
 #[derive(Default)]
 struct Slot {
@@ -95,11 +102,14 @@ impl Slot {
 }
 
 /// What the index needs to know about an object, computed by the controller.
+#[derive(Clone, Debug, Default)]
 pub struct Entry {
-    /// The canonical key of the bucket it would write, when it competes for one.
+    /// The canonical key of the bucket it could write, when it competes for one.
     pub key: Option<String>,
-    /// Whether its status shows it took the bucket.
-    pub holding: bool,
+    /// When its status marks it as the holder of that same bucket: since when.
+    pub mark: Option<String>,
+    /// Whether it took the bucket before (it recorded what the bucket held).
+    pub took: bool,
 }
 
 #[derive(Default)]
@@ -142,7 +152,8 @@ impl Buckets {
             .filter(|(r, m)| m.watch == watch && !seen.contains(*r))
             .map(|(r, _)| r.clone())
             .collect();
-        gone.iter().flat_map(|r| self.remove(r)).collect()
+        let keys: BTreeSet<Arc<str>> = gone.iter().filter_map(|r| self.remove(r)).collect();
+        self.elect_all(keys, None)
     }
 
     /// `obj`, seen by watch `watch`, is now as `entry` says. Returns the objects that took a
@@ -157,27 +168,65 @@ impl Buckets {
         if let Some(seen) = self.listing.get_mut(&watch) {
             seen.insert(object.clone());
         }
+        let keys = self.place(watch, obj, &object, entry);
+        // An object that takes a free bucket is being reconciled for this very change.
+        self.elect_all(keys, Some(&object))
+    }
+
+    /// Many objects at once, each with its watch and entry: every one is placed before any
+    /// bucket's holder is elected, so that the ranking, not the order of `changes`, decides.
+    /// Returns the objects that took a bucket.
+    pub fn apply_all<'a>(
+        &mut self,
+        changes: impl IntoIterator<Item = (usize, &'a BucketCors, Entry)>,
+    ) -> Vec<ObjectRef<BucketCors>> {
+        let mut keys = BTreeSet::new();
+        for (watch, obj, entry) in changes {
+            keys.extend(self.place(watch, obj, &super::lean(obj), entry));
+        }
+        self.elect_all(keys, None)
+    }
+
+    /// `obj` is gone. Returns the object that took its bucket, if any.
+    pub fn delete(&mut self, obj: &BucketCors) -> Option<ObjectRef<BucketCors>> {
+        let key = self.remove(&ObjectRef::from(obj))?;
+        self.elect(&key)
+    }
+
+    /// Puts `object` where `entry` says, electing nobody. Returns the buckets whose holder
+    /// may have to be elected.
+    fn place(
+        &mut self,
+        watch: usize,
+        obj: &BucketCors,
+        object: &ObjectRef<BucketCors>,
+        entry: Entry,
+    ) -> Vec<Arc<str>> {
         let Some(key) = entry.key else {
-            return self.remove(&object).into_iter().collect();
+            return self.remove(object).into_iter().collect();
         };
         let rank = Rank {
-            not_holding: !entry.holding,
+            not_marked: entry.mark.is_none(),
+            since: Reverse(entry.mark),
+            not_took: !entry.took,
             created: obj.metadata.creation_timestamp.clone(),
         };
-        let mut woken = Vec::new();
-        let key: Arc<str> = match self.members.get_mut(&object) {
-            Some(m) if *m.key == *key && m.rank == rank => return woken,
+        match self.members.get_mut(object) {
+            Some(m) if *m.key == *key && m.rank == rank => {
+                m.watch = watch;
+                vec![m.key.clone()]
+            }
             Some(m) if *m.key == *key => {
                 let slot = self.slots.get_mut(&m.key).expect("a member's slot exists");
                 // The holder keeps the bucket when its rank changes.
-                let holder = slot.remove(&m.rank, &object);
+                let holder = slot.remove(&m.rank, object);
                 slot.insert(rank.clone(), object.clone(), holder);
                 m.rank = rank;
                 m.watch = watch;
-                m.key.clone()
+                vec![m.key.clone()]
             }
             _ => {
-                woken.extend(self.remove(&object));
+                let mut keys: Vec<Arc<str>> = self.remove(object).into_iter().collect();
                 let key: Arc<str> = match self.slots.get_key_value(key.as_str()) {
                     Some((shared, _)) => shared.clone(),
                     None => key.into(),
@@ -195,20 +244,14 @@ impl Buckets {
                         watch,
                     },
                 );
-                key
+                keys.push(key);
+                keys
             }
-        };
-        // An object that takes a free bucket is being reconciled for this very change.
-        woken.extend(self.elect(&key).filter(|holder| *holder != object));
-        woken
+        }
     }
 
-    /// `obj` is gone. Returns the object that took its bucket, if any.
-    pub fn delete(&mut self, obj: &BucketCors) -> Option<ObjectRef<BucketCors>> {
-        self.remove(&ObjectRef::from(obj))
-    }
-
-    fn remove(&mut self, object: &ObjectRef<BucketCors>) -> Option<ObjectRef<BucketCors>> {
+    /// Takes `object` out of its bucket's candidates, electing nobody. Returns the bucket.
+    fn remove(&mut self, object: &ObjectRef<BucketCors>) -> Option<Arc<str>> {
         let member = self.members.remove(object)?;
         let slot = self.slots.get_mut(&member.key)?;
         slot.remove(&member.rank, object);
@@ -216,7 +259,20 @@ impl Buckets {
             self.slots.remove(&member.key);
             return None;
         }
-        self.elect(&member.key)
+        Some(member.key)
+    }
+
+    /// Elects the holder of each of `keys` that needs one; returns the new holders but
+    /// `except`.
+    fn elect_all(
+        &mut self,
+        keys: impl IntoIterator<Item = Arc<str>>,
+        except: Option<&ObjectRef<BucketCors>>,
+    ) -> Vec<ObjectRef<BucketCors>> {
+        keys.into_iter()
+            .filter_map(|key| self.elect(&key))
+            .filter(|holder| Some(holder) != except)
+            .collect()
     }
 
     /// Picks the holder of `key` when it has none (or, before every watch listed, the best
@@ -267,7 +323,15 @@ mod tests {
     fn competes(key: &str) -> Entry {
         Entry {
             key: Some(key.into()),
-            holding: false,
+            ..Entry::default()
+        }
+    }
+
+    fn marked(key: &str, since: &str) -> Entry {
+        Entry {
+            key: Some(key.into()),
+            mark: Some(since.into()),
+            took: true,
         }
     }
 
@@ -299,10 +363,7 @@ mod tests {
         index.apply(
             0,
             &object("young-holder", 200),
-            Entry {
-                key: Some("aws/b".into()),
-                holding: true,
-            },
+            marked("aws/b", "2026-12-01T00:00:00Z"),
         );
         index.set_synced();
         assert_eq!(name(index.holder("aws/b")), Some("young-holder".into()));
@@ -337,14 +398,7 @@ mod tests {
         index.apply(0, &second, competes("aws/b"));
         index.set_synced();
         // Spec made invalid, or ObserveOnly: no key.
-        let woken = index.apply(
-            0,
-            &first,
-            Entry {
-                key: None,
-                holding: true,
-            },
-        );
+        let woken = index.apply(0, &first, Entry::default());
         assert_eq!(woken.len(), 1);
         assert_eq!(woken[0].name, "second");
         // Back again: it waits now.
@@ -377,5 +431,321 @@ mod tests {
         assert_eq!(woken[0].name, "b");
         assert_eq!(index.len(), 2);
         assert_eq!(name(index.holder("aws/c")), Some("c".into()));
+    }
+
+    /// A model of the election, on the index alone: objects are created, deleted, turned
+    /// ObserveOnly or invalid, lose and regain their grant or their Secret (one by one or all
+    /// at once), have their passes (which write or clear the holder's mark in their status),
+    /// and the operator restarts (the index rebuilt from the recorded statuses, in any order).
+    /// Whatever the sequence: a bucket that objects compete for has one holder, which
+    /// competes; a holder that still competes keeps its bucket; and a holder whose mark is
+    /// recorded keeps it across a restart.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        const OBJECTS: usize = 3;
+        const KEYS: [&str; 2] = ["aws/one", "aws/two"];
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Create(usize, usize),
+            Delete(usize),
+            Full(usize, bool),
+            Valid(usize, bool),
+            Grant(usize, bool),
+            Secret(usize, bool),
+            AllGranted(bool),
+            Pass(usize),
+            Restart(Vec<usize>),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let i = 0..OBJECTS;
+            prop_oneof![
+                3 => (i.clone(), 0..KEYS.len()).prop_map(|(i, k)| Op::Create(i, k)),
+                1 => i.clone().prop_map(Op::Delete),
+                1 => (i.clone(), any::<bool>()).prop_map(|(i, b)| Op::Full(i, b)),
+                1 => (i.clone(), any::<bool>()).prop_map(|(i, b)| Op::Valid(i, b)),
+                1 => (i.clone(), any::<bool>()).prop_map(|(i, b)| Op::Grant(i, b)),
+                1 => (i.clone(), any::<bool>()).prop_map(|(i, b)| Op::Secret(i, b)),
+                1 => any::<bool>().prop_map(Op::AllGranted),
+                4 => i.clone().prop_map(Op::Pass),
+                1 => Just(()).prop_perturb(|(), mut rng| {
+                    let mut order: Vec<usize> = (0..OBJECTS).collect();
+                    for at in (1..order.len()).rev() {
+                        order.swap(at, rng.random_range(0..=at));
+                    }
+                    Op::Restart(order)
+                }),
+            ]
+        }
+
+        /// One object as the API server and the operator's memory hold it.
+        #[derive(Clone, Debug)]
+        struct Thing {
+            obj: BucketCors,
+            key: usize,
+            full: bool,
+            valid: bool,
+            granted: bool,
+            secret: bool,
+            /// The holder's mark in its status: the bucket and since when.
+            mark: Option<(usize, String)>,
+            took: bool,
+        }
+
+        impl Thing {
+            fn competes(&self) -> bool {
+                self.full && self.valid && self.granted && self.secret
+            }
+
+            fn entry(&self) -> Entry {
+                let key = self.competes().then(|| KEYS[self.key].to_owned());
+                Entry {
+                    mark: self
+                        .mark
+                        .as_ref()
+                        .filter(|(k, _)| self.competes() && *k == self.key)
+                        .map(|(_, since)| since.clone()),
+                    took: self.took,
+                    key,
+                }
+            }
+        }
+
+        struct World {
+            things: Vec<Option<Thing>>,
+            index: Buckets,
+            clock: i64,
+        }
+
+        impl World {
+            fn holder_of(&self, key: usize) -> Option<String> {
+                self.index.holder(KEYS[key]).map(|r| r.name)
+            }
+
+            fn apply(&mut self, i: usize) {
+                if let Some(thing) = &self.things[i] {
+                    self.index.apply(0, &thing.obj, thing.entry());
+                }
+            }
+
+            /// The object's pass: a competing holder marks its status (before it may write,
+            /// and then takes the bucket); anything else clears the mark.
+            fn pass(&mut self, i: usize) {
+                self.clock += 1;
+                let clock = self.clock;
+                let holder = self.things[i]
+                    .as_ref()
+                    .map(|t| (t.competes(), t.key))
+                    .and_then(|(competes, key)| competes.then_some(key))
+                    .filter(|key| self.holder_of(*key) == Some(format!("o{i}")));
+                let Some(thing) = self.things[i].as_mut() else {
+                    return;
+                };
+                match holder {
+                    Some(key) => {
+                        if thing.mark.as_ref().is_none_or(|(k, _)| *k != key) {
+                            thing.mark = Some((key, format!("2026-01-01T00:00:{clock:05}Z")));
+                        }
+                        thing.took = true;
+                    }
+                    None => thing.mark = None,
+                }
+                self.apply(i);
+            }
+
+            fn restart(&mut self, order: &[usize]) {
+                self.index = Buckets::default();
+                for &i in order {
+                    self.apply(i);
+                }
+                self.index.set_synced();
+            }
+
+            /// The holder of each bucket that has one, with whether its mark is recorded.
+            fn holders(&self) -> Vec<Option<(String, bool)>> {
+                (0..KEYS.len())
+                    .map(|key| {
+                        self.holder_of(key).map(|name| {
+                            let i: usize = name[1..].parse().unwrap();
+                            let marked = self.things[i]
+                                .as_ref()
+                                .is_some_and(|t| t.mark.as_ref().is_some_and(|(k, _)| *k == key));
+                            (name, marked)
+                        })
+                    })
+                    .collect()
+            }
+
+            /// The competitor for `key` the ranking puts first.
+            fn best(&self, key: usize) -> Option<String> {
+                self.things
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, t)| Some((i, t.as_ref()?)))
+                    .filter(|(_, t)| t.competes() && t.key == key)
+                    .min_by_key(|(i, t)| {
+                        let mark = t.entry().mark;
+                        (
+                            mark.is_none(),
+                            Reverse(mark),
+                            !t.took,
+                            t.obj.metadata.creation_timestamp.clone(),
+                            *i,
+                        )
+                    })
+                    .map(|(i, _)| format!("o{i}"))
+            }
+
+            fn competing(&self, name: &str) -> bool {
+                let i: usize = name[1..].parse().unwrap();
+                self.things[i].as_ref().is_some_and(Thing::competes)
+            }
+        }
+
+        fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+            let mut world = World {
+                things: vec![None; OBJECTS],
+                index: Buckets::default(),
+                clock: 0,
+            };
+            world.index.set_synced();
+            for op in ops {
+                let before = world.holders();
+                match op.clone() {
+                    Op::Create(i, key) => {
+                        if world.things[i].is_none() {
+                            world.clock += 1;
+                            world.things[i] = Some(Thing {
+                                obj: object(&format!("o{i}"), world.clock),
+                                key,
+                                full: true,
+                                valid: true,
+                                granted: true,
+                                secret: true,
+                                mark: None,
+                                took: false,
+                            });
+                            world.apply(i);
+                        }
+                    }
+                    Op::Delete(i) => {
+                        if let Some(thing) = world.things[i].take() {
+                            world.index.delete(&thing.obj);
+                        }
+                    }
+                    Op::Full(i, on) | Op::Valid(i, on) | Op::Grant(i, on) | Op::Secret(i, on) => {
+                        if let Some(thing) = world.things[i].as_mut() {
+                            match op {
+                                Op::Full(..) => thing.full = on,
+                                Op::Valid(..) => thing.valid = on,
+                                Op::Grant(..) => thing.granted = on,
+                                _ => thing.secret = on,
+                            }
+                            world.apply(i);
+                        }
+                    }
+                    Op::AllGranted(on) => {
+                        for thing in world.things.iter_mut().flatten() {
+                            thing.granted = on;
+                        }
+                        let changes: Vec<_> = world
+                            .things
+                            .iter()
+                            .flatten()
+                            .map(|t| (0, &t.obj, t.entry()))
+                            .collect();
+                        world.index.apply_all(changes);
+                    }
+                    Op::Pass(i) => world.pass(i),
+                    Op::Restart(order) => world.restart(&order),
+                }
+                let after = world.holders();
+                for (key, (was, now)) in before.iter().zip(&after).enumerate() {
+                    // A bucket objects compete for has a holder, and the holder competes.
+                    let wanted = world
+                        .things
+                        .iter()
+                        .flatten()
+                        .any(|t| t.competes() && t.key == key);
+                    prop_assert_eq!(now.is_some(), wanted, "bucket {} after {:?}", key, op);
+                    if let Some((name, _)) = now {
+                        prop_assert!(world.competing(name), "{} holds without competing", name);
+                    }
+                    // A bucket that changes hands goes to the best ranked: the latest mark,
+                    // then one that took the bucket before, then the oldest.
+                    if was.as_ref().map(|(n, _)| n) != now.as_ref().map(|(n, _)| n) {
+                        prop_assert_eq!(
+                            now.as_ref().map(|(n, _)| n.clone()),
+                            world.best(key),
+                            "bucket {} after {:?}",
+                            key,
+                            op
+                        );
+                    }
+                    // A holder that still competes keeps the bucket; across a restart, one
+                    // whose mark is recorded does (one that never marked never wrote).
+                    if let Some((name, marked)) = was {
+                        let kept =
+                            world.competing(name) && (*marked || !matches!(op, Op::Restart(_)));
+                        if kept {
+                            prop_assert_eq!(
+                                now.as_ref().map(|(n, _)| n),
+                                Some(name),
+                                "bucket {} changed hands after {:?}",
+                                key,
+                                op
+                            );
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        #[test]
+        fn a_former_holder_back_in_the_running_does_not_retake_the_bucket_at_a_restart() {
+            use Op::*;
+            run(&[
+                Create(0, 0),
+                Pass(0),
+                Create(1, 0),
+                Full(0, false),
+                Pass(1),
+                Full(0, true),
+                Restart(vec![0, 1, 2]),
+                Restart(vec![2, 1, 0]),
+            ])
+            .unwrap();
+        }
+
+        #[test]
+        fn a_grant_that_comes_back_for_all_goes_to_the_one_that_took_the_bucket() {
+            use Op::*;
+            run(&[
+                Create(2, 0),
+                Create(1, 0),
+                Create(0, 0),
+                Pass(2),
+                AllGranted(false),
+                Pass(2),
+                AllGranted(true),
+                Pass(2),
+                Restart(vec![0, 1, 2]),
+            ])
+            .unwrap();
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+            #[test]
+            fn one_holder_per_bucket_that_changes_only_when_it_stops_competing(
+                ops in proptest::collection::vec(op(), 1..60)
+            ) {
+                run(&ops)?;
+            }
+        }
     }
 }

@@ -140,6 +140,11 @@ pub struct Context<S> {
     caches: RwLock<Vec<Store<BucketCors>>>,
     // The stores and the namespaces' labels.
     grants: grants::Grants,
+    // The Secret each object with its own identity was last seen to have (by the same hash
+    // as `last_writes`): it competes for its bucket only while it has.
+    proven: Mutex<HashMap<u64, String>>,
+    // The controllers' wake-up queues, one per watch.
+    wakers: RwLock<Vec<mpsc::UnboundedSender<ObjectRef<BucketCors>>>>,
 }
 
 impl<S: CorsStore> Context<S> {
@@ -162,6 +167,8 @@ impl<S: CorsStore> Context<S> {
             buckets: Mutex::new(index::Buckets::default()),
             caches: RwLock::new(Vec::new()),
             grants: grants::Grants::default(),
+            proven: Mutex::default(),
+            wakers: RwLock::default(),
         }
     }
 
@@ -220,7 +227,8 @@ impl<S: CorsStore> Context<S> {
                     store_ref.name
                 )));
             };
-            store.grants(namespace, &self.grants.labels(namespace), &spec.bucket)?;
+            let labels = self.grants.labels(namespace);
+            store.grants(namespace, labels.as_ref(), &spec.bucket)?;
             return Ok(target::Access::Store(store));
         }
         let tenancy = &self.settings.tenancy;
@@ -243,13 +251,18 @@ impl<S: CorsStore> Context<S> {
         }
     }
 
-    /// Whether `obj` may write its bucket, or which object holds it. Waits until every
-    /// watched namespace has been listed: before that, an older holder may not be known yet.
-    pub(crate) async fn ownership(&self, obj: &BucketCors, access: &target::Access) -> Ownership {
-        self.synced.wait().await;
+    /// Whether `obj` may write its bucket, or which object holds it. The index is told
+    /// first what the pass found out about `obj` (its own Secret read, or not), so that it
+    /// ranks the object as it is now.
+    pub(crate) fn ownership(&self, obj: &BucketCors, access: &target::Access) -> Ownership {
         let key = target::bucket_of(obj, self, access).key();
-        match self.buckets.lock().expect("poisoned").holder(&key) {
-            Some(holder) if holder != ObjectRef::from(obj) => Ownership::Waits {
+        let object = lean(obj);
+        let mut buckets = self.buckets.lock().expect("poisoned");
+        let woken = buckets.apply(self.watch_of(&object), obj, self.entry(obj));
+        self.wake_all(woken);
+        match buckets.holder(&key) {
+            Some(holder) if holder == object => Ownership::Holds,
+            Some(holder) => Ownership::Waits {
                 bucket: key,
                 holder: format!(
                     "{}/{}",
@@ -257,19 +270,83 @@ impl<S: CorsStore> Context<S> {
                     holder.name
                 ),
             },
-            _ => Ownership::Holds,
+            // The index does not count it among the objects that could write the bucket.
+            None => Ownership::Unknown,
         }
     }
 
     /// What the index should know of `obj`.
     fn entry(&self, obj: &BucketCors) -> index::Entry {
-        // Only objects allowed to write a bucket compete for it.
-        let access = self.access(obj).ok();
+        let key = self
+            .competes(obj)
+            .map(|access| target::bucket_of(obj, self, &access).key());
+        let status = obj.status.as_ref();
         index::Entry {
-            key: access
-                .filter(|_| writes(obj))
-                .map(|access| target::bucket_of(obj, self, &access).key()),
-            holding: holds_bucket(obj.status.as_ref()),
+            mark: status
+                .and_then(|s| s.holding.as_ref())
+                .filter(|h| Some(&h.bucket) == key.as_ref())
+                .map(|h| h.since.clone()),
+            took: status.is_some_and(|s| s.previous_configuration.is_some()),
+            key,
+        }
+    }
+
+    /// The access `obj` would write its bucket with, when it competes for the bucket: only
+    /// an object that could write does. Its spec is valid (its store's documented limits
+    /// included) and meets its expectations, it is `Full`, and its access is proven: a store
+    /// grants its namespace the bucket (the namespace's labels known), or the operator read
+    /// its own Secret with both keys, toward an endpoint the policy allows.
+    fn competes(&self, obj: &BucketCors) -> Option<target::Access> {
+        let spec = &obj.spec;
+        if spec.management_policy != ManagementPolicy::Full
+            || admission::validate(spec).is_err()
+            || crate::decide::expected(spec).is_err()
+        {
+            return None;
+        }
+        let access = self.access(obj).ok()?;
+        if !target::within_profile(obj, self, &access) {
+            return None;
+        }
+        if matches!(access, target::Access::Own { .. }) && !self.proven(obj) {
+            return None;
+        }
+        Some(access)
+    }
+
+    /// Whether the last pass over `obj` read the Secret it names, with both keys.
+    fn proven(&self, obj: &BucketCors) -> bool {
+        let (Some(key), Some(secret)) = (uid_key(obj), &obj.spec.credentials_secret_ref) else {
+            return false;
+        };
+        self.proven
+            .lock()
+            .expect("poisoned")
+            .get(&key)
+            .is_some_and(|name| *name == secret.name)
+    }
+
+    /// Notes whether a pass could read the Secret `obj` names (with both keys).
+    fn prove(&self, obj: &BucketCors, read: bool) {
+        let (Some(key), Some(secret)) = (uid_key(obj), &obj.spec.credentials_secret_ref) else {
+            return;
+        };
+        let mut proven = self.proven.lock().expect("poisoned");
+        if read {
+            proven.insert(key, secret.name.clone());
+        } else {
+            proven.remove(&key);
+        }
+    }
+
+    /// Wakes objects that took a bucket, or whose grant changed. Before everything is listed
+    /// no pass has run yet: nobody to wake.
+    fn wake_all(&self, objects: Vec<ObjectRef<BucketCors>>) {
+        let wakers = self.wakers.read().expect("poisoned");
+        for object in objects.into_iter().filter(|_| self.synced.get()) {
+            if let Some(waker) = wakers.get(self.watch_of(&object)) {
+                let _ = waker.unbounded_send(object);
+            }
         }
     }
 
@@ -353,6 +430,7 @@ impl<S: CorsStore> Context<S> {
         if let Some(key) = uid_key(obj) {
             self.last_writes.lock().expect("poisoned").remove(&key);
             self.repairs.lock().expect("poisoned").forget(key);
+            self.proven.lock().expect("poisoned").remove(&key);
         }
     }
 
@@ -389,6 +467,10 @@ impl<S: CorsStore> Context<S> {
             .lock()
             .expect("poisoned")
             .retain(|key| alive.contains(key));
+        self.proven
+            .lock()
+            .expect("poisoned")
+            .retain(|key, _| alive.contains(key));
     }
 
     /// Objects and failure counts kept in memory: for tests that check nothing leaks. The
@@ -512,20 +594,9 @@ fn lean(obj: &BucketCors) -> ObjectRef<BucketCors> {
     object
 }
 
-/// Whether a status shows the bucket taken: it recorded what was there before writing, or it
-/// was Ready (an object waiting for a bucket never is).
+/// Whether a status marks its object as the holder of its bucket.
 fn holds_bucket(status: Option<&BucketCorsStatus>) -> bool {
-    status.is_some_and(|s| {
-        s.previous_configuration.is_some()
-            || s.conditions
-                .iter()
-                .any(|c| c.type_ == crate::status::READY && c.status == "True")
-    })
-}
-
-/// Whether `obj` would write to its bucket (so that it competes for it).
-fn writes(obj: &BucketCors) -> bool {
-    obj.spec.management_policy == ManagementPolicy::Full && admission::validate(&obj.spec).is_ok()
+    status.is_some_and(|s| s.holding.is_some())
 }
 
 /// Runs the controller until `shutdown` completes, then lets in-flight reconciles finish.
@@ -559,33 +630,16 @@ pub async fn run<S: CorsStore>(
     };
     // A waiting object is woken through its watch's controller when it takes its bucket.
     let (wakers, woken): (Vec<_>, Vec<_>) = (0..apis.len()).map(|_| mpsc::unbounded()).unzip();
-    let wakers = Arc::new(wakers);
-    let waker = {
-        let (ctx, wakers) = (ctx.clone(), wakers.clone());
-        move |object: ObjectRef<BucketCors>| {
-            // Before everything is listed no pass has run yet: nobody to wake.
-            if ctx.synced.get() {
-                let _ = wakers[ctx.watch_of(&object)].unbounded_send(object);
-            }
-        }
-    };
+    *ctx.wakers.write().expect("poisoned") = wakers;
     let grant_watches = futures::future::join(
-        grants::watch_stores(
-            ctx.clone(),
-            {
-                let l = listed_one.clone();
-                move || l()
-            },
-            waker.clone(),
-        ),
-        grants::watch_namespaces(
-            ctx.clone(),
-            {
-                let l = listed_one.clone();
-                move || l()
-            },
-            waker,
-        ),
+        grants::watch_stores(ctx.clone(), {
+            let l = listed_one.clone();
+            move || l()
+        }),
+        grants::watch_namespaces(ctx.clone(), {
+            let l = listed_one.clone();
+            move || l()
+        }),
     );
     let controllers: Vec<_> = apis
         .into_iter()
@@ -595,7 +649,7 @@ pub async fn run<S: CorsStore>(
             let (reader, writer) = reflector::store();
             ctx.caches.write().expect("poisoned").push(reader.clone());
             let mut listed = false;
-            let (listed_one, ctx_watch, wakers) = (listed_one.clone(), ctx.clone(), wakers.clone());
+            let (listed_one, ctx_watch) = (listed_one.clone(), ctx.clone());
             let news_follow = Arc::new(Mutex::new(news::News::default()));
             let news_filter = news_follow.clone();
             // Status writes do not change the generation, so they do not wake the controller;
@@ -637,10 +691,7 @@ pub async fn run<S: CorsStore>(
                         _ => false,
                     };
                     let taken = ctx.index_event(watch, event);
-                    // Before every namespace is listed no pass has run yet: nobody to wake.
-                    for object in taken.into_iter().filter(|_| ctx.synced.get()) {
-                        let _ = wakers[ctx.watch_of(&object)].unbounded_send(object);
-                    }
+                    ctx.wake_all(taken);
                     if first_list && !listed {
                         listed = true;
                         listed_one();

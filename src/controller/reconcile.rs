@@ -14,7 +14,9 @@ use serde_json::json;
 
 use super::{Context, MANAGER, holds_bucket, repairs, target};
 use crate::admission;
-use crate::api::{BucketCors, BucketCorsStatus, DeletionPolicy, FINALIZER, ManagementPolicy};
+use crate::api::{
+    BucketCors, BucketCorsStatus, DeletionPolicy, FINALIZER, Holding, ManagementPolicy,
+};
 use crate::cors::{self, Plan};
 use crate::decide::{self, Ownership, Write};
 use crate::profiles;
@@ -67,9 +69,12 @@ struct Pass {
     base: Option<BucketCorsStatus>,
     /// The `Verified` condition's status, reason and message, when this pass verified.
     verified: Option<(&'static str, &'static str, String)>,
+    /// The bucket the object holds, when it competes for it and holds it; none otherwise.
+    holding: Option<Holding>,
 }
 
 impl Pass {
+    /// A pass that stopped before it knew the object holds its bucket.
     fn stopped(outcome: Outcome, base: Option<BucketCorsStatus>) -> Self {
         Pass {
             outcome,
@@ -77,6 +82,7 @@ impl Pass {
             wrote: None,
             base,
             verified: None,
+            holding: None,
         }
     }
 }
@@ -156,19 +162,22 @@ async fn converge<S: CorsStore>(
         Ok(access) => access,
         Err(outcome) => return Ok(Pass::stopped(outcome, known.clone())),
     };
-    let ownership = if spec.management_policy == ManagementPolicy::Full {
-        ctx.ownership(obj, &access).await
-    } else {
-        Ownership::Holds
-    };
-    if let Err(outcome) = decide::unheld(spec, &ownership) {
-        return Ok(Pass::stopped(outcome, known.clone()));
-    }
+    // An object with its own identity competes for its bucket only once its Secret was read.
+    let own = matches!(access, target::Access::Own { .. });
     let target = match target::resolve(obj, ctx, &access).await {
         Ok(target) => target,
-        Err(Halt::Outcome(outcome)) => return Ok(Pass::stopped(outcome, known.clone())),
+        Err(Halt::Outcome(outcome)) => {
+            if own {
+                ctx.prove(obj, false);
+                ctx.ownership(obj, &access);
+            }
+            return Ok(Pass::stopped(outcome, known.clone()));
+        }
         Err(Halt::Api(err)) => return Err(err),
     };
+    if own {
+        ctx.prove(obj, true);
+    }
     let profile = profiles::named(target.profile);
     if let Some(advice) = profile.no_cors_api {
         let outcome = Outcome::new(
@@ -177,13 +186,7 @@ async fn converge<S: CorsStore>(
         );
         return Ok(Pass::stopped(outcome, known.clone()));
     }
-    // The store the object reaches through a ClusterBucketStore or the operator's default
-    // endpoint may document limits of its own; a profile the spec names, or the one its own
-    // endpoint tells, was checked with the spec.
-    let refused = match (&spec.endpoint, spec.store_profile) {
-        (None, None) => profiles::check(profile, &spec.rules),
-        _ => Vec::new(),
-    };
+    let refused = target::refused(obj, profile);
     if !refused.is_empty() {
         let message = refused
             .iter()
@@ -195,11 +198,31 @@ async fn converge<S: CorsStore>(
             known.clone(),
         ));
     }
+    let ownership = if spec.management_policy == ManagementPolicy::Full {
+        ctx.ownership(obj, &access)
+    } else {
+        Ownership::Holds
+    };
+    if let Err(outcome) = decide::unheld(spec, &ownership) {
+        return Ok(Pass::stopped(outcome, known.clone()));
+    }
+    // A holder's status says so, from before its first write to the bucket.
+    let holding = (spec.management_policy == ManagementPolicy::Full).then(|| {
+        let bucket = target.key();
+        let since = known
+            .as_ref()
+            .and_then(|s| s.holding.as_ref())
+            .filter(|h| h.bucket == bucket)
+            .map_or_else(now, |h| h.since.clone());
+        Holding { bucket, since }
+    });
     let observed = match ctx.store.get_cors(&target).await {
         Ok(observed) => observed,
         Err(err) => {
             let outcome = Halt::outcome(&err.advised_by(profile));
-            return Ok(Pass::stopped(outcome, known.clone()));
+            let mut pass = Pass::stopped(outcome, known.clone());
+            pass.holding = holding;
+            return Ok(pass);
         }
     };
     let generation = obj.metadata.generation;
@@ -214,32 +237,38 @@ async fn converge<S: CorsStore>(
         &now(),
     );
     let mut base = known.clone();
-    if let Some(record) = &decision.record {
-        let mut with_record = known.clone().unwrap_or_default();
-        with_record.previous_configuration = Some(record.previous.clone());
-        if record.before_write {
-            // What the bucket held reaches the API before anything replaces it; until it
-            // does, nothing is written.
-            if let Err(err) = patch_status(obj, ctx, &with_record).await {
+    let unmarked = known.as_ref().and_then(|s| s.holding.as_ref()) != holding.as_ref();
+    let first = decision.record.as_ref().is_some_and(|r| r.before_write)
+        || (decision.write.is_some() && unmarked);
+    if decision.record.is_some() || first {
+        let mut ahead = known.clone().unwrap_or_default();
+        if let Some(record) = &decision.record {
+            ahead.previous_configuration = Some(record.previous.clone());
+        }
+        ahead.holding = holding.clone();
+        if first {
+            // Who holds the bucket, and what it held, reach the API before anything replaces
+            // it; until they do, nothing is written.
+            if let Err(err) = patch_status(obj, ctx, &ahead).await {
                 let outcome = Outcome::new(
                     Reason::Unavailable,
                     format!(
-                        "the bucket was not written: its current configuration must first be kept in status.previousConfiguration, and that failed: {err}"
+                        "the bucket was not written: this object's hold on it and its current configuration must first be kept in its status, and that failed: {err}"
                     ),
                 );
                 return Ok(Pass::stopped(outcome, known.clone()));
             }
-            ctx.wrote_status(obj, &with_record);
-            *known = Some(with_record.clone());
+            ctx.wrote_status(obj, &ahead);
+            *known = Some(ahead.clone());
         }
-        base = Some(with_record);
-        if record.adopted() > 0 {
-            let note = format!(
-                "the bucket had {} rule(s) this object did not write; they are kept in status.previousConfiguration",
-                record.adopted()
-            );
-            publish(obj, ctx, EventType::Normal, "Adopted", &note).await;
-        }
+        base = Some(ahead);
+    }
+    if let Some(record) = decision.record.as_ref().filter(|r| r.adopted() > 0) {
+        let note = format!(
+            "the bucket had {} rule(s) this object did not write; they are kept in status.previousConfiguration",
+            record.adopted()
+        );
+        publish(obj, ctx, EventType::Normal, "Adopted", &note).await;
     }
     let result = match &decision.write {
         None => Ok(()),
@@ -254,6 +283,7 @@ async fn converge<S: CorsStore>(
             wrote: None,
             base,
             verified: None,
+            holding,
         });
     }
     let (outcome, remembered) = match &decision.write {
@@ -296,6 +326,7 @@ async fn converge<S: CorsStore>(
         wrote: decision.write,
         base,
         verified,
+        holding,
     })
 }
 
@@ -437,7 +468,7 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
         }
     };
     let known = ctx.known_status(obj);
-    if !holds_bucket(known.as_ref()) || ctx.ownership(obj, &access).await != Ownership::Holds {
+    if !holds_bucket(known.as_ref()) || ctx.ownership(obj, &access) != Ownership::Holds {
         return Ok(Action::await_change());
     }
     let previous = known
@@ -473,7 +504,8 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
             Ok(Action::await_change())
         }
         Err(outcome) if outcome.reason == Reason::Unavailable && !cleanup_overdue(obj) => {
-            let pass = Pass::stopped(outcome.clone(), known.clone());
+            let mut pass = Pass::stopped(outcome.clone(), known.clone());
+            pass.holding = known.as_ref().and_then(|s| s.holding.clone());
             report(obj, ctx, known.as_ref(), &pass).await?;
             Err(Error::Cleanup {
                 object: ObjectRef::from(obj).to_string(),
@@ -548,6 +580,7 @@ async fn report<S: CorsStore>(
         obj.metadata.generation,
         &now,
     );
+    next.holding = pass.holding.clone();
     verify::apply(
         &mut next,
         pass.verified.clone(),

@@ -90,6 +90,26 @@ pub fn bucket_of<S>(obj: &BucketCors, ctx: &Context<S>, access: &Access) -> Buck
     target
 }
 
+/// What `obj`'s rules break of what the store it reaches (with `profile`) is documented to
+/// take. A profile the spec names, or the one its own endpoint tells, was checked with the
+/// spec; the one a store or the operator's default endpoint brings is checked here.
+pub fn refused(
+    obj: &BucketCors,
+    profile: &profiles::Profile,
+) -> Vec<crate::constraints::FieldError> {
+    match (&obj.spec.endpoint, obj.spec.store_profile) {
+        (None, None) => profiles::check(profile, &obj.spec.rules),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether the store `obj` reaches through `access` could take its rules at all: it has a
+/// bucket CORS API and documents no limit the rules break.
+pub fn within_profile<S>(obj: &BucketCors, ctx: &Context<S>, access: &Access) -> bool {
+    let profile = profiles::named(bucket_of(obj, ctx, access).profile);
+    profile.no_cors_api.is_none() && refused(obj, profile).is_empty()
+}
+
 fn own_place<S>(target: &mut BucketTarget, obj: &BucketCors, ctx: &Context<S>) {
     let spec = &obj.spec;
     target.endpoint = spec
