@@ -16,6 +16,7 @@ mod faults;
 mod gitops;
 mod monitoring;
 mod operator;
+mod ownership;
 mod preflight;
 mod safety;
 mod server_side;
