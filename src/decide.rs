@@ -36,7 +36,7 @@ pub enum Write {
     Delete,
 }
 
-/// What the bucket held before this object first wrote it, to keep in
+/// What the bucket held when this object first saw it as its holder, to keep in
 /// `status.previousConfiguration`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
@@ -337,13 +337,17 @@ pub fn decide_on(
                 .with_rule_count(0),
         ),
     };
+    // A holder records what the bucket held the first time it sees it, whether it writes or
+    // not: `Restore` puts back what was there before the object existed.
     let recorded = status.is_some_and(|s| s.previous_configuration.is_some());
-    let record = (write.is_some() && !recorded).then(|| Record {
+    let holds = spec.management_policy == ManagementPolicy::Full;
+    let record = (holds && !recorded).then(|| Record {
         previous: PreviousConfiguration {
             rules: observed.iter().cloned().map(ObservedRule::from).collect(),
             recorded_at: now.to_owned(),
         },
-        before_write: !observed.is_empty() || spec.deletion_policy == DeletionPolicy::Restore,
+        before_write: write.is_some()
+            && (!observed.is_empty() || spec.deletion_policy == DeletionPolicy::Restore),
     });
     let last_write = match (&write, &plan, store_default) {
         (Some(write), _, _) => Some(LastWrite::new(generation, matches!(write, Write::Delete))),
@@ -489,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_recorded_when_nothing_is_written() {
+    fn a_holder_records_what_it_first_sees_even_when_it_writes_nothing() {
         let s = spec(ours());
         let in_sync = s.rules.clone();
         let d = decide_on(
@@ -502,7 +506,10 @@ mod tests {
             None,
             NOW,
         );
-        assert_eq!((d.write, d.record), (None, None));
+        assert_eq!(d.write, None);
+        let record = d.record.expect("recorded at first sight");
+        assert_eq!(record.previous.cors_rules(), in_sync);
+        assert!(!record.before_write, "it travels with the pass's status");
         assert_eq!(d.outcome.reason, Reason::InSync);
         assert_eq!(d.outcome.rule_count, Some(1));
 

@@ -108,6 +108,23 @@ pub fn judge(
     (status, reason, bounded(&message, MESSAGE_MAX))
 }
 
+/// The verdict of a pass that ended `reason` without verifying: when it failed (a Conflict,
+/// Drifted, an unavailable store...), a `Verified` condition already there no longer says how
+/// the bucket answers now, so it becomes Unknown, `Stale`.
+pub fn stale(
+    status: &BucketCorsStatus,
+    reason: crate::reason::Reason,
+) -> Option<(&'static str, &'static str, String)> {
+    let verified = status.conditions.iter().any(|c| c.type_ == VERIFIED);
+    (verified && !reason.is_ready()).then(|| {
+        (
+            "Unknown",
+            "Stale",
+            format!("not verified since the last pass ended {reason}: the verdict before it may no longer hold"),
+        )
+    })
+}
+
 /// `status` with the `Verified` condition set to `verdict` (its transition time kept while its
 /// status is the same), or removed when `enabled` is false. With no verdict (the pass could not
 /// verify) an existing condition stays as it was.
@@ -149,7 +166,40 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reason::Reason;
     use crate::s3::Operation;
+
+    #[test]
+    fn a_verdict_goes_stale_when_a_pass_fails_and_only_then() {
+        let mut status = BucketCorsStatus::default();
+        assert_eq!(
+            stale(&status, Reason::Conflict),
+            None,
+            "nothing to go stale"
+        );
+        apply(
+            &mut status,
+            Some(("True", "Verified", "ok".into())),
+            true,
+            Some(1),
+            "2026-12-07T10:00:00Z",
+        );
+        for reason in [Reason::Conflict, Reason::Drifted, Reason::Unavailable] {
+            let (state, why, message) = stale(&status, reason).unwrap();
+            assert_eq!((state, why), ("Unknown", "Stale"));
+            assert!(message.contains(reason.as_str()), "{message}");
+        }
+        assert_eq!(stale(&status, Reason::InSync), None);
+        assert_eq!(stale(&status, Reason::Applied), None);
+        let verdict = stale(&status, Reason::Conflict);
+        apply(&mut status, verdict, true, Some(1), "2026-12-07T10:05:00Z");
+        let condition = &status.conditions[0];
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("Unknown", "Stale")
+        );
+        assert_eq!(condition.last_transition_time, "2026-12-07T10:05:00Z");
+    }
 
     const APP: &str = "https://app.example.com";
 

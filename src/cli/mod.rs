@@ -238,6 +238,10 @@ pub fn render_manifest(m: &ManifestFields) -> String {
     if m.force_path_style {
         out.push_str("  forcePathStyle: true\n");
     }
+    // Importing, then deleting the object, leaves the bucket as it was.
+    out.push_str(
+        "  # Deleting this object puts back what the bucket holds when the operator first sees it.\n  deletionPolicy: Restore\n",
+    );
     if m.rules.is_empty() {
         out.push_str("  rules: []\n");
     } else {

@@ -463,7 +463,7 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
                 "deleted without touching the bucket: {}: {denial}",
                 denial.outcome().reason
             );
-            publish(obj, ctx, EventType::Warning, CLEANUP_SKIPPED, &note).await;
+            skipped(obj, ctx, &note).await;
             return Ok(Action::await_change());
         }
     };
@@ -475,8 +475,12 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
         .as_ref()
         .and_then(|s| s.previous_configuration.clone());
     let restore = match (spec.deletion_policy, previous.as_ref()) {
-        // Never wrote, so there is nothing to restore.
-        (DeletionPolicy::Restore, None) => return Ok(Action::await_change()),
+        // It held the bucket but never saw it (every pass failed before reading it).
+        (DeletionPolicy::Restore, None) => {
+            let note = "deleted without restoring the bucket: this object never read it, so there is no record of what it held before";
+            skipped(obj, ctx, note).await;
+            return Ok(Action::await_change());
+        }
         (DeletionPolicy::Restore, Some(previous)) if !previous.rules.is_empty() => {
             Some(previous.cors_rules())
         }
@@ -518,10 +522,7 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
                 "deleted without {undoing}: {}: {}",
                 outcome.reason, outcome.message
             );
-            // Logged as well as published: in a namespace being deleted (whose Secret may go
-            // first) the API server refuses the Event.
-            tracing::warn!(object = %ObjectRef::from(obj), reason = CLEANUP_SKIPPED, "{note}");
-            publish(obj, ctx, EventType::Warning, CLEANUP_SKIPPED, &note).await;
+            skipped(obj, ctx, &note).await;
             Ok(Action::await_change())
         }
     }
@@ -529,6 +530,14 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
 
 /// The Event reason of a deletion whose policy could not be carried out.
 pub const CLEANUP_SKIPPED: &str = "CleanupSkipped";
+
+/// Says that `obj` was deleted without its deletion policy carried out, and why: logged as
+/// well as published, since in a namespace being deleted (whose Secret may go first) the API
+/// server refuses the Event.
+async fn skipped<S>(obj: &BucketCors, ctx: &Context<S>, note: &str) {
+    tracing::warn!(object = %ObjectRef::from(obj), reason = CLEANUP_SKIPPED, "{note}");
+    publish(obj, ctx, EventType::Warning, CLEANUP_SKIPPED, note).await;
+}
 /// How long a deletion waits for an unavailable store before it lets the object go.
 const CLEANUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -581,9 +590,13 @@ async fn report<S: CorsStore>(
         &now,
     );
     next.holding = pass.holding.clone();
+    let verdict = pass
+        .verified
+        .clone()
+        .or_else(|| verify::stale(&next, pass.outcome.reason));
     verify::apply(
         &mut next,
-        pass.verified.clone(),
+        verdict,
         verify::plan(&obj.spec).is_some(),
         obj.metadata.generation,
         &now,
