@@ -241,16 +241,18 @@ async fn a_live_bucket_imports_and_is_adopted_without_a_write() {
         manifest.contains(&format!("  name: \"{bucket}\"")),
         "{manifest}"
     );
+    assert!(manifest.contains("  deletionPolicy: Restore\n"), "{manifest}");
 
     // Adopted as it is.
     let (ok, out) = h
         .cluster
         .kubectl_with_input(&["apply", "-n", &h.namespace, "-f", "-"], &manifest);
     assert!(ok, "{out}");
-    // InSync is the first pass's verdict: it found the bucket matching and wrote nothing (so
-    // there is nothing to record either).
+    // InSync is the first pass's verdict: it found the bucket matching and wrote nothing, and
+    // recorded what the bucket held.
     let obj = h.wait_reason(&bucket, "InSync").await;
-    assert_eq!(obj.status.unwrap().previous_configuration, None);
+    let recorded = obj.status.unwrap().previous_configuration.unwrap();
+    assert_eq!(recorded.cors_rules(), before);
     assert_eq!(bucket_cors(&moto.client(), &bucket).await, before);
 
     // And out again: the aws CLI's own output, except the repeat the operator treats as one.
@@ -266,6 +268,19 @@ async fn a_live_bucket_imports_and_is_adopted_without_a_write() {
             1
         )
     );
+
+    // Someone changes the bucket by hand; the operator puts the declared rules back. Deleting
+    // the object then leaves the bucket as it was before the import, not as the hand left it.
+    crate::support::harness::put_behind_the_back(
+        &moto.client(),
+        &bucket,
+        "https://by-hand.example.com",
+    )
+    .await;
+    h.wait_reason(&bucket, "Applied").await;
+    h.delete(&bucket).await;
+    h.wait_gone(&bucket).await;
+    assert_eq!(bucket_cors(&moto.client(), &bucket).await, before);
 
     // A malformed file prints nothing and names the line and the member.
     let bad = write(
