@@ -132,45 +132,44 @@ pub fn read_back(
 }
 
 /// The outcome of a pass whose `decision` wrote, and what to remember of the write, once the
-/// bucket read back `after` (`waited` after the write, for `found`): what was decided when
-/// the store kept it; NotPersisted, naming the difference, when it did not.
+/// bucket read back `after`: what was decided when the store kept it; NotPersisted, naming
+/// the difference, when it did not (`found` is Before once the store's propagation time has
+/// passed, or Altered).
 pub fn settle(
     spec: &BucketCorsSpec,
     decision: &Decision,
     found: ReadBack,
     after: &[CorsRule],
-    waited: std::time::Duration,
 ) -> (Outcome, Option<LastWrite>) {
-    let difference = cors::describe_drift(&spec.rules, after);
-    let why = match found {
-        ReadBack::Kept => {
-            let deleted = matches!(decision.write, Some(Write::Delete));
-            let remembered = decision.last_write.map(|w| {
-                if deleted && !after.is_empty() {
-                    w.with_store_default(fingerprint(after))
-                } else {
-                    w
-                }
-            });
-            return (decision.outcome.clone(), remembered);
-        }
-        ReadBack::Before => format!(
-            "the store accepted the write but still answers what the bucket held before it, {:.1}s later",
-            waited.as_secs_f64()
-        ),
-        ReadBack::Altered => {
-            "the store accepted the write but answers something else than what was written"
-                .to_owned()
-        }
-    };
-    let outcome = Outcome::new(
+    if found == ReadBack::Kept {
+        let deleted = matches!(decision.write, Some(Write::Delete));
+        let remembered = decision.last_write.map(|w| {
+            if deleted && !after.is_empty() {
+                w.with_store_default(fingerprint(after))
+            } else {
+                w
+            }
+        });
+        return (decision.outcome.clone(), remembered);
+    }
+    (
+        unkept_outcome(spec, after),
+        decision.last_write.map(|w| w.not_kept(after)),
+    )
+}
+
+/// NotPersisted: the store took a write of `spec`'s rules and answers `answer` instead. The
+/// same words at the write and at every pass after it, so that the status and the Event do
+/// not change while nothing does.
+fn unkept_outcome(spec: &BucketCorsSpec, answer: &[CorsRule]) -> Outcome {
+    Outcome::new(
         Reason::NotPersisted,
         format!(
-            "{why} ({difference}): it does not keep these rules as written; nothing more is written until the spec or what the bucket holds changes"
+            "the store took the write of these rules but answers otherwise ({}): it does not keep them as written; nothing more is written until the spec or what the bucket holds changes",
+            cors::describe_drift(&spec.rules, answer)
         ),
     )
-    .with_rule_count(after.len());
-    (outcome, decision.last_write.map(|w| w.not_kept(after)))
+    .with_rule_count(answer.len())
 }
 
 /// What a pass does.
@@ -312,17 +311,9 @@ pub fn decide_on(
             Outcome::new(Reason::Drifted, cors::describe_drift(&spec.rules, observed))
                 .with_rule_count(observed.len()),
         ),
-        (_, ManagementPolicy::Full) if unkept(last_write, generation, observed) => (
-            None,
-            Outcome::new(
-                Reason::NotPersisted,
-                format!(
-                    "the store did not keep this object's last write and still answers the same ({}); nothing more is written until the spec or what the bucket holds changes",
-                    cors::describe_drift(&spec.rules, observed)
-                ),
-            )
-            .with_rule_count(observed.len()),
-        ),
+        (_, ManagementPolicy::Full) if unkept(last_write, generation, observed) => {
+            (None, unkept_outcome(spec, observed))
+        }
         (Plan::Put(rules), ManagementPolicy::Full) => (
             Some(Write::Put(rules.clone())),
             Outcome::new(
@@ -391,7 +382,6 @@ mod tests {
     use super::*;
     use crate::profiles;
     use serde_json::json;
-    use std::time::Duration;
 
     const NOW: &str = "2026-12-02T10:00:00Z";
 
@@ -759,7 +749,7 @@ mod tests {
             let write = d.write.clone().expect("a write");
             let found = read_back(&profiles::AWS, &s, &write, &before, &s.rules);
             assert_eq!(found, ReadBack::Kept);
-            let (outcome, remembered) = settle(&s, &d, found, &s.rules, Duration::ZERO);
+            let (outcome, remembered) = settle(&s, &d, found, &s.rules);
             assert_eq!(outcome.reason, Reason::Applied);
             assert_eq!(remembered, Some(LastWrite::new(Some(1), false)));
             // Deleted by hand afterwards: the next pass writes again.
@@ -785,19 +775,28 @@ mod tests {
         let write = d.write.clone().unwrap();
         let found = read_back(&profiles::AWS, &s, &write, &[], &dropped);
         assert_eq!(found, ReadBack::Altered);
-        let (outcome, remembered) = settle(&s, &d, found, &dropped, Duration::ZERO);
+        let (outcome, remembered) = settle(&s, &d, found, &dropped);
         assert_eq!(outcome.reason, Reason::NotPersisted);
         assert!(
             outcome.message.contains("differs in id"),
             "{}",
             outcome.message
         );
-        assert!(
-            outcome.message.contains("answers something else"),
-            "{}",
-            outcome.message
+        let last = remembered.unwrap();
+        assert_eq!(last.unkept, Some(fingerprint(&dropped)));
+        // The next pass, finding the same answer, writes nothing and says the same.
+        let next = decide_on(
+            &profiles::AWS,
+            &s,
+            Some(1),
+            &dropped,
+            Some(&recorded()),
+            &Ownership::Holds,
+            Some(&last),
+            NOW,
         );
-        assert_eq!(remembered.unwrap().unkept, Some(fingerprint(&dropped)));
+        assert_eq!(next.write, None);
+        assert_eq!(next.outcome, outcome);
     }
 
     #[test]
@@ -807,13 +806,14 @@ mod tests {
         let write = d.write.clone().unwrap();
         let found = read_back(&profiles::AWS, &s, &write, &theirs(), &theirs());
         assert_eq!(found, ReadBack::Before);
-        let (outcome, _) = settle(&s, &d, found, &theirs(), Duration::from_secs(5));
+        let (outcome, remembered) = settle(&s, &d, found, &theirs());
         assert_eq!(outcome.reason, Reason::NotPersisted);
         assert!(
-            outcome.message.contains("5.0s later"),
+            outcome.message.contains("rule 0 differs"),
             "{}",
             outcome.message
         );
+        assert_eq!(remembered.unwrap().unkept, Some(fingerprint(&theirs())));
     }
 
     #[test]
@@ -824,7 +824,7 @@ mod tests {
         assert_eq!(d.write, Some(Write::Delete));
         let found = read_back(&profiles::WASABI, &s, &Write::Delete, &theirs(), &default);
         assert_eq!(found, ReadBack::Kept);
-        let (outcome, remembered) = settle(&s, &d, found, &default, Duration::ZERO);
+        let (outcome, remembered) = settle(&s, &d, found, &default);
         assert_eq!(outcome.reason, Reason::Applied);
         assert_eq!(
             remembered.unwrap().store_default,

@@ -356,7 +356,10 @@ async fn read_back<S: CorsStore>(
         let found = decide::read_back(profile, spec, write, before, &after);
         let left = profile.propagation.saturating_sub(written.elapsed());
         if found != decide::ReadBack::Before || left.is_zero() {
-            return decide::settle(spec, decision, found, &after, written.elapsed());
+            if found == decide::ReadBack::Before {
+                tracing::warn!(bucket = %spec.bucket, waited_ms = written.elapsed().as_millis() as u64, "the bucket still reads as before the write once the store's propagation time has passed");
+            }
+            return decide::settle(spec, decision, found, &after);
         }
         tokio::time::sleep(pause.min(left)).await;
         pause = pause.saturating_mul(2);

@@ -241,7 +241,10 @@ async fn a_live_bucket_imports_and_is_adopted_without_a_write() {
         manifest.contains(&format!("  name: \"{bucket}\"")),
         "{manifest}"
     );
-    assert!(manifest.contains("  deletionPolicy: Restore\n"), "{manifest}");
+    assert!(
+        manifest.contains("  deletionPolicy: Restore\n"),
+        "{manifest}"
+    );
 
     // Adopted as it is.
     let (ok, out) = h

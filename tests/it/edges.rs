@@ -99,7 +99,7 @@ async fn a_store_that_does_not_keep_what_is_written_is_reported_once_not_written
     assert!(
         condition
             .message
-            .contains("answers something else than what was written"),
+            .contains("the store took the write of these rules but answers otherwise"),
         "{}",
         condition.message
     );
