@@ -351,11 +351,30 @@ def _():
 
 # --- default render -------------------------------------------------------------
 
-@check("default: resources are 2 CRDs, ServiceAccount, 2 ClusterRole(Binding)s, Service, Deployment")
+@check("default: resources are 2 CRDs, ServiceAccount, 2 ClusterRole(Binding)s, 2 ClusterRoles for users, Service, Deployment")
 def _():
     assert kinds(D) == sorted(["CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
                                "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-                               "Service", "Deployment"]), kinds(D)
+                               "ClusterRole", "ClusterRole", "Service", "Deployment"]), kinds(D)
+
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+def for_users(role):
+    """Whether a ClusterRole is aggregated into Kubernetes' default user-facing roles."""
+    return any(k.startswith(AGGREGATE) for k in role["metadata"].get("labels", {}))
+
+@check("default: view reads BucketCors, edit and admin manage them; no status, nothing on stores")
+def _():
+    view = one(D, "ClusterRole", f"{full}-view")
+    edit = one(D, "ClusterRole", f"{full}-edit")
+    labels = lambda r: {k[len(AGGREGATE):] for k, v in r["metadata"]["labels"].items() if k.startswith(AGGREGATE) and v == "true"}
+    assert labels(view) == {"view", "edit", "admin"}, labels(view)
+    assert labels(edit) == {"edit", "admin"}, labels(edit)
+    same_rules(view, expand([("bucketcors.dev", ["bucketcors"], ["get", "list", "watch"])]))
+    same_rules(edit, expand([("bucketcors.dev", ["bucketcors"],
+                              ["create", "update", "patch", "delete", "deletecollection"])]))
+    off = docs("no-aggregate")
+    assert not [d for d in off if d["kind"] == "ClusterRole" and for_users(d)], "still rendered"
 
 @check("default: the ClusterBucketStore CRD is files/store-crd.yaml with the keep annotation")
 def _():
@@ -443,6 +462,7 @@ def _():
 def _():
     assert kinds(A) == sorted(["CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
                                "Service", "Deployment", "ClusterRole", "ClusterRoleBinding",
+                               "ClusterRole", "ClusterRole",
                                "Role", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding",
                                "RoleBinding", "ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy",
                                "PrometheusRule", "ConfigMap"]), kinds(A)
@@ -452,7 +472,8 @@ def _():
     for ns in ("team-a", "team-b"):
         same_rules(one(A, "Role", full, ns), OPERATOR_RULES)
         binds_sa(one(A, "RoleBinding", full, ns), "Role", full)
-    assert [r["metadata"]["name"] for r in all_of(A, "ClusterRole")] == [f"{full}-grants"]
+    operator = [r["metadata"]["name"] for r in all_of(A, "ClusterRole") if not for_users(r)]
+    assert operator == [f"{full}-grants"], operator
     role = one(A, "Role", f"{full}-store-secrets", release_ns)
     same_rules(role, STORE_SECRET_RULES)
     binds_sa(one(A, "RoleBinding", f"{full}-store-secrets", release_ns), "Role", f"{full}-store-secrets")
@@ -737,6 +758,8 @@ def _():
             assert own in SHAPES[name], f"{s['series']}: labels {own}, the scrape has {SHAPES[name]}"
             for k in own:
                 ok = allowed_values.get(k, LABEL_VALUES.get(k, set()))
+                if (name, k) == ("bucketcors_drift_corrections_total", "reason"):
+                    ok = {"removed", "changed"}
                 assert labels[k] in ok, f"{s['series']}: {k}={labels[k]!r} is none of {sorted(ok)}"
     assert seen > 10, seen
 
@@ -757,8 +780,11 @@ def _():
             rules = rule_set(role["rules"])
             where = f"{name}: {role['kind']} {role['metadata']['name']}"
             for g, res, v, _ in rules:
-                assert v not in ("delete", "deletecollection", "*"), f"{where} grants {v} on {res}"
-                assert "*" not in (g, res), f"{where} has a wildcard"
+                # The users' roles may delete BucketCors; the operator never deletes anything.
+                users = role["kind"] == "ClusterRole" and for_users(role) and res == "bucketcors"
+                assert users or v not in ("delete", "deletecollection", "*"), f"{where} grants {v} on {res}"
+                assert "*" not in (g, res, v), f"{where} has a wildcard"
+                assert not (for_users(role) and res != "bucketcors"), f"{where}: users get {res}"
             assert {v for g, res, v, _ in rules if res == "secrets"} <= {"get"}, f"{where}: secrets"
         has_lease = any(r[1] == "leases" for role in all_of(ds, "Role") + all_of(ds, "ClusterRole")
                         for r in rule_set(role["rules"]))
@@ -872,6 +898,8 @@ cmd_check() {
   check "helm template (leader election, cluster-wide)" helm_template "$WORK/leader-cluster.yaml" \
     --set leaderElection.enabled=true --set replicas=2
   check "helm template (crds.keep=false)" helm_template "$WORK/crds-no-keep.yaml" --set crds.keep=false
+  check "helm template (rbac.aggregateToDefaultRoles=false)" helm_template "$WORK/no-aggregate.yaml" \
+    --set rbac.aggregateToDefaultRoles=false
   check "helm template (tenancy.tenantSecrets=false)" helm_template "$WORK/no-tenant-secrets.yaml" \
     --set tenancy.tenantSecrets=false
   check "helm template (crds.install=false)" helm_template "$WORK/crds-off.yaml" --set crds.install=false
