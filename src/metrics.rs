@@ -73,6 +73,10 @@ impl Default for Metrics {
             s3_requests.clone(),
         );
         let drift_corrections = Family::<DriftLabel, Counter>::default();
+        // Both series exist from the start, at 0, for the alert and the dashboard.
+        for reason in ["removed", "changed"] {
+            drop(drift_corrections.get_or_create(&DriftLabel { reason }));
+        }
         registry.register(
             "drift_corrections",
             "Writes that put back a configuration changed outside Kubernetes, by what was done to it (removed: the bucket had none; changed: it held other rules)",

@@ -100,3 +100,29 @@ async fn a_waiting_object_deleted_after_the_holder_leaves_the_holders_rules() {
     assert_eq!(moto.cors_writes(&bucket), 1, "only the holder's write");
     assert_eq!(bucket_cors(&moto.client(), &bucket).await, rules());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_with_nothing_recorded_finishes_and_says_so() {
+    let h = Harness::start().await;
+    // The bucket does not exist: every pass fails before it reads anything to record.
+    let bucket = crate::support::unique_name("never");
+    let mut spec = h.spec(&bucket, rules());
+    spec.deletion_policy = DeletionPolicy::Restore;
+    h.create("web", spec).await;
+    let missing = h.wait_reason("web", "BucketNotFound").await;
+    let status = missing.status.unwrap();
+    assert!(
+        status.holding.is_some(),
+        "it holds the bucket it cannot read"
+    );
+    assert_eq!(status.previous_configuration, None);
+
+    h.delete("web").await;
+    h.wait_gone("web").await;
+    h.wait_event("web", |(type_, reason, note)| {
+        type_ == "Warning"
+            && reason == "CleanupSkipped"
+            && note.contains("no record of what it held")
+    })
+    .await;
+}

@@ -60,6 +60,9 @@ fn normalised(obj: &impl serde::Serialize, names: &[(&str, &str)]) -> Value {
         {
             record.insert("recordedAt".into(), TIME.into());
         }
+        if let Some(holding) = status.get_mut("holding").and_then(Value::as_object_mut) {
+            holding.insert("since".into(), TIME.into());
+        }
         for c in status
             .get_mut("conditions")
             .and_then(Value::as_array_mut)

@@ -370,6 +370,8 @@ pub(crate) fn render_chart_with(namespace: &str, out: &Path, values_yaml: &str) 
 /// the account's name and the Lease the chart configures.
 async fn chart_identity(h: &Harness, dir: &Path) -> (PathBuf, String, String) {
     let docs = render_chart(&h.namespace, &dir.join("render.yaml"));
+    // The roles the chart adds to Kubernetes' view, edit and admin are the users', bound to
+    // no ServiceAccount of the operator.
     let access: Vec<&Value> = docs
         .iter()
         .filter(|d| {
@@ -381,6 +383,7 @@ async fn chart_identity(h: &Harness, dir: &Path) -> (PathBuf, String, String) {
                 "ClusterRoleBinding",
             ]
             .contains(&d["kind"].as_str().unwrap_or(""))
+                && !for_users(d)
         })
         .collect();
     // Cluster-wide, namespaced mode needs only the grants: stores and namespaces' labels.
@@ -528,6 +531,15 @@ async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
             "{who} may {verb} {resource} in {namespace}"
         );
     }
+}
+
+/// Whether a rendered ClusterRole is one the chart adds to Kubernetes' user-facing roles.
+fn for_users(doc: &Value) -> bool {
+    doc["metadata"]["labels"].as_object().is_some_and(|labels| {
+        labels
+            .keys()
+            .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+    })
 }
 
 /// `kubectl auth can-i` as `who`: the first line of the answer. An empty namespace asks about
