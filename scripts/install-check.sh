@@ -373,10 +373,11 @@ reconcile_checks() {
   check "the Secret's values appear in no operator log" no_secret_in_logs
 }
 
-# can AS VERB RESOURCE [NAMESPACE]: kubectl auth can-i as user AS; succeeds on "yes".
+# can AS VERB RESOURCE [NAMESPACE [SUBRESOURCE]]: kubectl auth can-i as user AS; succeeds on
+# "yes". (RESOURCE/NAME would name an object, not a subresource.)
 can() {
   local out
-  out=$(k auth can-i --as "$1" "$2" "$3" ${4:+-n "$4"} 2>/dev/null) || true
+  out=$(k auth can-i --as "$1" "$2" "$3" ${4:+-n "$4"} ${5:+--subresource "$5"} 2>/dev/null) || true
   [[ $out == yes ]]
 }
 cannot() { ! can "$@"; }
@@ -390,7 +391,7 @@ team_role_checks() {
   check "alice may also update and delete them" \
     can alice delete bucketcors.bucketcors.dev team-a
   check "alice may not write bucketcors/status (where the operator records the holder)" \
-    cannot alice patch bucketcors.bucketcors.dev/status team-a
+    cannot alice patch bucketcors.bucketcors.dev team-a status
   check "alice may not create or change ClusterBucketStores" \
     cannot alice create clusterbucketstores.bucketcors.dev
   check "alice may not touch BucketCors of another namespace" \

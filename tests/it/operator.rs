@@ -485,7 +485,13 @@ async fn the_charts_rbac_is_enough_to_run_and_no_wider() {
 
     let who = format!("system:serviceaccount:{}:{sa_name}", h.namespace);
     let can = |verb: &str, resource: &str, namespace: &str| {
+        // `kind/status` asks about the subresource (`kind/NAME` would name an object).
+        let (resource, subresource) =
+            resource.split_once('/').map_or((resource, None), |(r, s)| {
+                (r, Some(format!("--subresource={s}")))
+            });
         let mut args = vec!["auth", "can-i", "--as", &who, verb, resource];
+        args.extend(subresource.as_deref());
         // Cluster-scoped resources are asked about without a namespace.
         if !namespace.is_empty() {
             args.extend(["-n", namespace]);
