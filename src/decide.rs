@@ -544,6 +544,25 @@ mod tests {
     }
 
     #[test]
+    fn an_object_the_index_does_not_count_writes_nothing_and_looks_again_soon() {
+        let s = spec(ours());
+        let outcome = precheck(&s, &Ownership::Unknown).unwrap_err();
+        assert_eq!(outcome.reason, Reason::Unavailable);
+        assert!(outcome.reason.is_transient());
+        let d = decide_on(
+            &profiles::AWS,
+            &s,
+            Some(1),
+            &theirs(),
+            None,
+            &Ownership::Unknown,
+            None,
+            NOW,
+        );
+        assert_eq!((d.plan, d.write, d.record), (None, None, None));
+    }
+
+    #[test]
     fn a_spec_that_breaks_its_expectations_writes_nothing_even_observing() {
         for policy in [ManagementPolicy::Full, ManagementPolicy::ObserveOnly] {
             let mut s = spec(ours());

@@ -126,3 +126,41 @@ async fn restore_with_nothing_recorded_finishes_and_says_so() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_object_deleted_says_so_in_the_log_as_well_as_in_an_event() {
+    let h = Harness::without_controller().await;
+    let log = std::env::temp_dir().join(format!(
+        "{}.log",
+        crate::support::unique_name("denied-delete")
+    ));
+    let mut operator = crate::support::operator::OperatorProcess::start(
+        &h.cluster.kubeconfig,
+        &["--namespace", &h.namespace, "--resync-interval", "2s"],
+        &[("BUCKETCORS_SINGLE_TENANT", "false")],
+        log,
+    );
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("denied").await;
+    // No store and no Secret: denied, nothing sent, now or on delete.
+    h.create("web", h.spec(&bucket, rules())).await;
+    h.wait_reason("web", "NotPermitted").await;
+    h.delete("web").await;
+    h.wait_gone("web").await;
+    h.wait_event("web", |(type_, reason, _)| {
+        type_ == "Warning" && reason == "CleanupSkipped"
+    })
+    .await;
+    // In a namespace being deleted the Event may be refused: the log says it too.
+    crate::support::harness::eventually(
+        "the skip in the log",
+        crate::support::harness::PROMPTLY,
+        || async {
+            let logs = operator.logs();
+            logs.contains("CleanupSkipped") && logs.contains("deleted without touching the bucket")
+        },
+    )
+    .await;
+    assert_eq!(moto.cors_writes(&bucket), 0);
+    operator.terminate();
+}

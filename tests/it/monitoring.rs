@@ -21,23 +21,18 @@ use crate::support::unique_name;
 /// ServiceMonitor makes the job label (release "bucketcors").
 const JOB: &str = "bucketcors-metrics";
 
-/// `name` on PATH. Missing, it skips the test with a message, unless
-/// BUCKETCORS_REQUIRE_PROMTOOL=1 (`make test` sets it and installs both tools first).
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let required = std::env::var_os("BUCKETCORS_REQUIRE_PROMTOOL").is_some_and(|v| v == "1");
-        assert!(
-            !required,
-            "{name} is not on PATH (scripts/tools.sh installs it)"
-        );
-        eprintln!("SKIPPED: {name} is not on PATH (scripts/tools.sh installs it; make test does)");
-    }
-    found
+/// `name` on PATH. Missing, the test fails saying how to get it: a test that passed without
+/// the tool would prove nothing.
+fn tool(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("{name} is not on PATH: scripts/tools.sh installs it (make test runs it first)")
+        })
 }
 
 /// Percent-encodes a query parameter.
@@ -168,9 +163,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_operator_fires_the_alerts_and_answers_every_panel() {
-    let Some(prometheus_bin) = tool("prometheus") else {
-        return;
-    };
+    let prometheus_bin = tool("prometheus");
     let h = Harness::without_controller().await;
     let moto = Moto::shared();
     let bucket = moto.new_bucket("prom").await;

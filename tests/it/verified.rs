@@ -79,6 +79,21 @@ async fn verified_tells_a_bucket_that_applies_its_rules_from_one_that_does_not()
     assert_eq!(bucket_cors(&s3, &local).await, rules);
     assert_eq!(bucket_cors(&s3, &global).await, rules);
 
+    // A pass that ends without verifying (here Drifted: ObserveOnly, and the bucket changed by
+    // hand) leaves no verdict standing: it goes Unknown, Stale.
+    let observe = serde_json::json!({"spec": {"managementPolicy": "ObserveOnly"}});
+    h.api
+        .patch("local", &PatchParams::default(), &Patch::Merge(&observe))
+        .await
+        .unwrap();
+    crate::support::harness::put_behind_the_back(&s3, &local, "https://by-hand.example.com").await;
+    let obj = h
+        .wait_for("local", "Verified=Unknown, Stale", PROMPTLY, |o| {
+            verified(o).is_some_and(|v| v.0 == "Unknown" && v.1 == "Stale")
+        })
+        .await;
+    assert_eq!(obj.ready_condition().unwrap().reason, "Drifted");
+
     // Take the global alias away (the operator's key keeps a local one, so its S3 calls still
     // reach the bucket): the next resync sees the store stop applying the rules.
     let info = garage.garage_cli(&["bucket", "info", &global]).await;
