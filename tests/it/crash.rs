@@ -102,6 +102,46 @@ async fn killed_after_the_store_took_a_put_and_before_the_status_it_loses_nothin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_a_put_to_an_empty_bucket_it_keeps_the_record_and_its_hold() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let proxy = FaultProxy::start(&moto.endpoint()).await;
+    proxy.set(Fault::Writes(Failure::HoldAnswer));
+    let mut op = start(&h, "2s", "crash-empty");
+    // A bucket with no configuration, and the default deletion policy.
+    let bucket = moto.new_bucket("crash-empty").await;
+    let mut spec = h.spec(&bucket, ours());
+    spec.endpoint = Some(proxy.endpoint());
+    h.create("web", spec).await;
+    eventually("the store to take the Put", PROMPTLY, || async {
+        proxy.held() >= 1
+    })
+    .await;
+    // "It had none" and "this object holds it" were in the API before the Put.
+    let before = h.api.get("web").await.unwrap();
+    assert_eq!(record(&before), Some(Vec::new()), "recorded before the Put");
+    assert!(
+        before
+            .status
+            .as_ref()
+            .and_then(|s| s.holding.as_ref())
+            .is_some(),
+        "the hold was marked before the Put"
+    );
+    op.kill();
+    proxy.set(Fault::Pass);
+
+    let _op = start(&h, "2s", "crash-empty-again");
+    let after = h.wait_reason("web", "InSync").await;
+    assert_eq!(record(&after), Some(Vec::new()), "the record survived");
+    assert_eq!(
+        proxy.cors_writes(&bucket),
+        1,
+        "the landed Put was not repeated"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_the_adoption_record_and_before_the_put_it_loses_nothing() {
     let h = Harness::without_controller().await;
     let moto = Moto::shared();
