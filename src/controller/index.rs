@@ -489,14 +489,24 @@ mod tests {
             full: bool,
             valid: bool,
             granted: bool,
+            /// Its Secret exists with both keys...
             secret: bool,
+            /// ...as the operator's last pass over it found (none since a start).
+            proof: Option<bool>,
             /// The holder's mark in its status: the bucket and since when.
             mark: Option<(usize, String)>,
             took: bool,
         }
 
         impl Thing {
+            /// As the operator sees it: until a pass reads the Secret, a recorded mark stands
+            /// for it.
             fn competes(&self) -> bool {
+                self.full && self.valid && self.granted && self.proof.unwrap_or(self.mark.is_some())
+            }
+
+            /// As it is.
+            fn could_write(&self) -> bool {
                 self.full && self.valid && self.granted && self.secret
             }
 
@@ -536,6 +546,11 @@ mod tests {
             fn pass(&mut self, i: usize) {
                 self.clock += 1;
                 let clock = self.clock;
+                // The pass reads the Secret first, and tells the index.
+                if let Some(thing) = self.things[i].as_mut() {
+                    thing.proof = Some(thing.secret);
+                }
+                self.apply(i);
                 let holder = self.things[i]
                     .as_ref()
                     .map(|t| (t.competes(), t.key))
@@ -558,6 +573,9 @@ mod tests {
 
             fn restart(&mut self, order: &[usize]) {
                 self.index = Buckets::default();
+                for thing in self.things.iter_mut().flatten() {
+                    thing.proof = None;
+                }
                 for &i in order {
                     self.apply(i);
                 }
@@ -603,6 +621,11 @@ mod tests {
                 let i: usize = name[1..].parse().unwrap();
                 self.things[i].as_ref().is_some_and(Thing::competes)
             }
+
+            fn could_write(&self, name: &str) -> bool {
+                let i: usize = name[1..].parse().unwrap();
+                self.things[i].as_ref().is_some_and(Thing::could_write)
+            }
         }
 
         fn run(ops: &[Op]) -> Result<(), TestCaseError> {
@@ -625,6 +648,7 @@ mod tests {
                                 valid: true,
                                 granted: true,
                                 secret: true,
+                                proof: None,
                                 mark: None,
                                 took: false,
                             });
@@ -688,8 +712,10 @@ mod tests {
                     // A holder that still competes keeps the bucket; across a restart, one
                     // whose mark is recorded does (one that never marked never wrote).
                     if let Some((name, marked)) = was {
-                        let kept =
-                            world.competing(name) && (*marked || !matches!(op, Op::Restart(_)));
+                        let kept = match op {
+                            Op::Restart(_) => *marked && world.could_write(name),
+                            _ => world.competing(name),
+                        };
                         if kept {
                             prop_assert_eq!(
                                 now.as_ref().map(|(n, _)| n),

@@ -140,9 +140,9 @@ pub struct Context<S> {
     caches: RwLock<Vec<Store<BucketCors>>>,
     // The stores and the namespaces' labels.
     grants: grants::Grants,
-    // The Secret each object with its own identity was last seen to have (by the same hash
-    // as `last_writes`): it competes for its bucket only while it has.
-    proven: Mutex<HashMap<u64, String>>,
+    // Whether a pass could read the Secret each object with its own identity names, and its
+    // name (by the same hash as `last_writes`): it competes for its bucket only while it could.
+    proven: Mutex<HashMap<u64, (String, bool)>>,
     // The controllers' wake-up queues, one per watch.
     wakers: RwLock<Vec<mpsc::UnboundedSender<ObjectRef<BucketCors>>>>,
 }
@@ -314,16 +314,17 @@ impl<S: CorsStore> Context<S> {
         Some(access)
     }
 
-    /// Whether the last pass over `obj` read the Secret it names, with both keys.
+    /// Whether the last pass over `obj` read the Secret it names, with both keys. Before any
+    /// pass has (after a restart), a holder's recorded mark stands for it: it held the bucket,
+    /// so it had read its Secret, and the holder before a restart is the holder after.
     fn proven(&self, obj: &BucketCors) -> bool {
         let (Some(key), Some(secret)) = (uid_key(obj), &obj.spec.credentials_secret_ref) else {
             return false;
         };
-        self.proven
-            .lock()
-            .expect("poisoned")
-            .get(&key)
-            .is_some_and(|name| *name == secret.name)
+        match self.proven.lock().expect("poisoned").get(&key) {
+            Some((name, read)) if *name == secret.name => *read,
+            _ => holds_bucket(obj.status.as_ref()),
+        }
     }
 
     /// Notes whether a pass could read the Secret `obj` names (with both keys).
@@ -332,11 +333,7 @@ impl<S: CorsStore> Context<S> {
             return;
         };
         let mut proven = self.proven.lock().expect("poisoned");
-        if read {
-            proven.insert(key, secret.name.clone());
-        } else {
-            proven.remove(&key);
-        }
+        proven.insert(key, (secret.name.clone(), read));
     }
 
     /// Wakes objects that took a bucket, or whose grant changed. Before everything is listed

@@ -353,3 +353,44 @@ async fn after_restarts_a_bucket_granted_by_namespace_labels_keeps_its_holder() 
     operator.terminate();
     let _ = stores.delete(&name, &DeleteParams::default()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_restarts_a_bucket_reached_with_own_secrets_keeps_its_holder() {
+    let mut h = Harness::start_configured(&Moto::shared().endpoint(), |s| {
+        s.tenancy.single_tenant = false;
+        s.tenancy.endpoint_policy.allow_http = true;
+        s.tenancy.endpoint_policy.allowed = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("secrets").await;
+    h.create_credentials_secret("creds", "AKIAOWNERSHIPTEST", "secret")
+        .await;
+    h.create(
+        "a-holder",
+        h.spec_with_secret(&bucket, rules("https://a.example.com"), "creds"),
+    )
+    .await;
+    h.wait_reason("a-holder", "Applied").await;
+    h.create(
+        "b-waiting",
+        h.spec_with_secret(&bucket, rules("https://b.example.com"), "creds"),
+    )
+    .await;
+    h.wait_reason("b-waiting", "Conflict").await;
+    let held = writes(&bucket);
+
+    // After a start, no Secret has been read yet: the recorded hold keeps the bucket with its
+    // holder, whichever object's pass comes first.
+    for restart in 1..=3 {
+        h.restart_controller().await;
+        reads_of(&bucket, 2).await;
+        assert_eq!(
+            bucket_cors(&moto.client(), &bucket).await,
+            rules("https://a.example.com"),
+            "after restart {restart}"
+        );
+        assert_eq!(writes(&bucket), held, "after restart {restart}");
+    }
+    assert_eq!(reason(&h.api.get("b-waiting").await.unwrap()), "Conflict");
+}
