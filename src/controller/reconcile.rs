@@ -167,11 +167,17 @@ async fn converge<S: CorsStore>(
     let target = match target::resolve(obj, ctx, &access).await {
         Ok(target) => target,
         Err(Halt::Outcome(outcome)) => {
+            let mut pass = Pass::stopped(outcome, known.clone());
             if own {
+                // No longer competing: it hands the bucket over.
                 ctx.prove(obj, false);
                 ctx.ownership(obj, &access);
+            } else {
+                // Still competing (its store's own Secret is the administrator's to fix): a
+                // hold it had stays recorded.
+                pass.holding = known.as_ref().and_then(|s| s.holding.clone());
             }
-            return Ok(Pass::stopped(outcome, known.clone()));
+            return Ok(pass);
         }
         Err(Halt::Api(err)) => return Err(err),
     };
