@@ -162,66 +162,18 @@ async fn converge<S: CorsStore>(
         Ok(access) => access,
         Err(outcome) => return Ok(Pass::stopped(outcome, known.clone())),
     };
-    // An object with its own identity competes for its bucket only once its Secret was read.
-    let own = matches!(access, target::Access::Own { .. });
-    let target = match target::resolve(obj, ctx, &access).await {
+    let target = match reach(obj, ctx, &access, known.as_ref()).await? {
         Ok(target) => target,
-        Err(Halt::Outcome(outcome)) => {
-            let mut pass = Pass::stopped(outcome, known.clone());
-            if own {
-                // No longer competing: it hands the bucket over.
-                ctx.prove(obj, false);
-                ctx.ownership(obj, &access);
-            } else {
-                // Still competing (its store's own Secret is the administrator's to fix): a
-                // hold it had stays recorded.
-                pass.holding = known.as_ref().and_then(|s| s.holding.clone());
-            }
-            return Ok(pass);
-        }
-        Err(Halt::Api(err)) => return Err(err),
+        Err(pass) => return Ok(pass),
     };
-    if own {
-        ctx.prove(obj, true);
-    }
     let profile = profiles::named(target.profile);
-    if let Some(advice) = profile.no_cors_api {
-        let outcome = Outcome::new(
-            Reason::Unsupported,
-            format!("the store is {}: {advice}; nothing was sent", profile.name),
-        );
+    if let Some(outcome) = beyond_store(obj, profile) {
         return Ok(Pass::stopped(outcome, known.clone()));
     }
-    let refused = target::refused(obj, profile);
-    if !refused.is_empty() {
-        let message = refused
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Ok(Pass::stopped(
-            Outcome::new(Reason::InvalidSpec, message),
-            known.clone(),
-        ));
-    }
-    let ownership = if spec.management_policy == ManagementPolicy::Full {
-        ctx.ownership(obj, &access)
-    } else {
-        Ownership::Holds
+    let (ownership, holding) = match hold(obj, ctx, &access, &target, known.as_ref()) {
+        Ok(held) => held,
+        Err(outcome) => return Ok(Pass::stopped(outcome, known.clone())),
     };
-    if let Err(outcome) = decide::unheld(spec, &ownership) {
-        return Ok(Pass::stopped(outcome, known.clone()));
-    }
-    // A holder's status says so, from before its first write to the bucket.
-    let holding = (spec.management_policy == ManagementPolicy::Full).then(|| {
-        let bucket = target.key();
-        let since = known
-            .as_ref()
-            .and_then(|s| s.holding.as_ref())
-            .filter(|h| h.bucket == bucket)
-            .map_or_else(now, |h| h.since.clone());
-        Holding { bucket, since }
-    });
     let observed = match ctx.store.get_cors(&target).await {
         Ok(observed) => observed,
         Err(err) => {
@@ -242,33 +194,10 @@ async fn converge<S: CorsStore>(
         ctx.last_write(obj).as_ref(),
         &now(),
     );
-    let mut base = known.clone();
-    let unmarked = known.as_ref().and_then(|s| s.holding.as_ref()) != holding.as_ref();
-    let first = decision.record.as_ref().is_some_and(|r| r.before_write)
-        || (decision.write.is_some() && unmarked);
-    if decision.record.is_some() || first {
-        let mut ahead = known.clone().unwrap_or_default();
-        if let Some(record) = &decision.record {
-            ahead.previous_configuration = Some(record.previous.clone());
-        }
-        ahead.holding = holding.clone();
-        if first {
-            // Who holds the bucket, and what it held, reach the API before anything replaces
-            // it; until they do, nothing is written.
-            if let Err(err) = patch_status(obj, ctx, &ahead).await {
-                let outcome = Outcome::new(
-                    Reason::Unavailable,
-                    format!(
-                        "the bucket was not written: this object's hold on it and its current configuration must first be kept in its status, and that failed: {err}"
-                    ),
-                );
-                return Ok(Pass::stopped(outcome, known.clone()));
-            }
-            ctx.wrote_status(obj, &ahead);
-            *known = Some(ahead.clone());
-        }
-        base = Some(ahead);
-    }
+    let base = match keep_ahead(obj, ctx, known, &decision, holding.as_ref()).await {
+        Ok(base) => base,
+        Err(outcome) => return Ok(Pass::stopped(outcome, known.clone())),
+    };
     if let Some(record) = decision.record.as_ref().filter(|r| r.adopted() > 0) {
         let note = format!(
             "the bucket had {} rule(s) this object did not write; they are kept in status.previousConfiguration",
@@ -276,12 +205,7 @@ async fn converge<S: CorsStore>(
         );
         publish(obj, ctx, EventType::Normal, "Adopted", &note).await;
     }
-    let result = match &decision.write {
-        None => Ok(()),
-        Some(Write::Put(rules)) => ctx.store.put_cors(&target, rules).await,
-        Some(Write::Delete) => ctx.store.delete_cors(&target).await,
-    };
-    if let Err(err) = result {
+    if let Err(err) = write_bucket(ctx, &target, decision.write.as_ref()).await {
         // A failed write still carries the record made before it into the pass's status.
         return Ok(Pass {
             outcome: Halt::outcome(&err.advised_by(profile)),
@@ -292,39 +216,21 @@ async fn converge<S: CorsStore>(
             holding,
         });
     }
-    let (outcome, remembered) = match &decision.write {
-        Some(write) => read_back(ctx, &target, profile, spec, &decision, write, &observed).await,
-        None => (decision.outcome.clone(), decision.last_write),
-    };
-    ctx.set_last_write(obj, remembered);
-    if decision.write.is_some() && already_applied(obj, known.as_ref()) {
-        repaired(obj, ctx, &observed).await;
-    }
-    if decision.write.is_some() && outcome.reason == Reason::NotPersisted {
-        ctx.metrics.unkept_writes.inc();
-    }
-    // The bucket holds the spec's rules now: ask the store, as a browser would, whether it
-    // applies them (a few unsigned preflights, once each, where the S3 calls went).
-    let verified = match verify::plan(spec) {
-        Some((key, sent)) if outcome.reason.is_ready() => {
-            let mut answers = Vec::with_capacity(sent.len());
-            for expectation in sent {
-                let headers: Vec<&str> = expectation.headers.iter().map(String::as_str).collect();
-                answers.push(
-                    ctx.store
-                        .preflight(
-                            &target,
-                            key,
-                            &expectation.origin,
-                            &expectation.method,
-                            &headers,
-                        )
-                        .await,
-                );
-            }
-            Some(verify::judge(sent, &answers, spec.expectations.len()))
+    let outcome = match &decision.write {
+        Some(write) => {
+            let wrote = (&target, write, observed.as_slice());
+            settled(obj, ctx, profile, &decision, wrote, known.as_ref()).await
         }
-        _ => None,
+        None => {
+            ctx.set_last_write(obj, decision.last_write);
+            decision.outcome.clone()
+        }
+    };
+    // The bucket holds the spec's rules now: ask the store whether it applies them.
+    let verified = if outcome.reason.is_ready() {
+        verify_live(ctx, &target, spec).await
+    } else {
+        None
     };
     Ok(Pass {
         outcome,
@@ -334,6 +240,183 @@ async fn converge<S: CorsStore>(
         verified,
         holding,
     })
+}
+
+/// The outcome of a pass that wrote `write` to `target` over a bucket that held `before`, once
+/// the bucket was read back; what is remembered of the write, a repair and an unkept write
+/// are noted on the way. `known` is the status from before the pass.
+async fn settled<S: CorsStore>(
+    obj: &BucketCors,
+    ctx: &Context<S>,
+    profile: &profiles::Profile,
+    decision: &decide::Decision,
+    (target, write, before): (&BucketTarget, &Write, &[cors::CorsRule]),
+    known: Option<&BucketCorsStatus>,
+) -> Outcome {
+    let spec = &obj.spec;
+    let (outcome, remembered) =
+        read_back(ctx, target, profile, spec, decision, write, before).await;
+    ctx.set_last_write(obj, remembered);
+    if already_applied(obj, known) {
+        repaired(obj, ctx, before).await;
+    }
+    if outcome.reason == Reason::NotPersisted {
+        ctx.metrics.unkept_writes.inc();
+    }
+    outcome
+}
+
+/// Whether `obj` may write its bucket (`Full` objects compete for it; the others never write),
+/// and the hold its status records while it does: from before its first write to the bucket.
+/// The outcome to stop with when another object holds it.
+fn hold<S: CorsStore>(
+    obj: &BucketCors,
+    ctx: &Context<S>,
+    access: &target::Access,
+    target: &BucketTarget,
+    known: Option<&BucketCorsStatus>,
+) -> Result<(Ownership, Option<Holding>), Outcome> {
+    let spec = &obj.spec;
+    if spec.management_policy != ManagementPolicy::Full {
+        return Ok((Ownership::Holds, None));
+    }
+    let ownership = ctx.ownership(obj, access);
+    decide::unheld(spec, &ownership)?;
+    let bucket = target.key();
+    let since = known
+        .and_then(|s| s.holding.as_ref())
+        .filter(|h| h.bucket == bucket)
+        .map_or_else(now, |h| h.since.clone());
+    Ok((ownership, Some(Holding { bucket, since })))
+}
+
+/// Writes `write` to the bucket, if there is one to make.
+async fn write_bucket<S: CorsStore>(
+    ctx: &Context<S>,
+    target: &BucketTarget,
+    write: Option<&Write>,
+) -> Result<(), S3Error> {
+    match write {
+        None => Ok(()),
+        Some(Write::Put(rules)) => ctx.store.put_cors(target, rules).await,
+        Some(Write::Delete) => ctx.store.delete_cors(target).await,
+    }
+}
+
+/// The bucket with its credentials, or the pass that stops without them. Reading its own
+/// Secret is what makes an object with its own identity compete for its bucket: one that cannot
+/// be read hands the bucket over.
+async fn reach<S: CorsStore>(
+    obj: &BucketCors,
+    ctx: &Context<S>,
+    access: &target::Access,
+    known: Option<&BucketCorsStatus>,
+) -> Result<Result<BucketTarget, Pass>, Error> {
+    let own = matches!(access, target::Access::Own { .. });
+    match target::resolve(obj, ctx, access).await {
+        Ok(target) => {
+            if own {
+                ctx.prove(obj, true);
+            }
+            Ok(Ok(target))
+        }
+        Err(Halt::Outcome(outcome)) => {
+            let mut pass = Pass::stopped(outcome, known.cloned());
+            if own {
+                ctx.prove(obj, false);
+                ctx.ownership(obj, access);
+            } else {
+                // Still competing (its store's own Secret is the administrator's to fix): a
+                // hold it had stays recorded.
+                pass.holding = known.and_then(|s| s.holding.clone());
+            }
+            Ok(Err(pass))
+        }
+        Err(Halt::Api(err)) => Err(err),
+    }
+}
+
+/// Why the store `profile` describes cannot take `obj`'s rules, if it cannot: it has no bucket
+/// CORS API, or documents a limit the rules break. Nothing is sent then.
+fn beyond_store(obj: &BucketCors, profile: &profiles::Profile) -> Option<Outcome> {
+    if let Some(advice) = profile.no_cors_api {
+        return Some(Outcome::new(
+            Reason::Unsupported,
+            format!("the store is {}: {advice}; nothing was sent", profile.name),
+        ));
+    }
+    let refused = target::refused(obj, profile);
+    (!refused.is_empty()).then(|| {
+        let message = refused
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Outcome::new(Reason::InvalidSpec, message)
+    })
+}
+
+/// The status the pass builds on: the known one with the adoption record and the hold. Before
+/// a first write (or one that would lose rules), they reach the API first, and `known` moves
+/// with them; until they do, nothing is written (the error is the pass's outcome).
+async fn keep_ahead<S: CorsStore>(
+    obj: &BucketCors,
+    ctx: &Context<S>,
+    known: &mut Option<BucketCorsStatus>,
+    decision: &decide::Decision,
+    holding: Option<&Holding>,
+) -> Result<Option<BucketCorsStatus>, Outcome> {
+    let unmarked = known.as_ref().and_then(|s| s.holding.as_ref()) != holding;
+    let first = decision.record.as_ref().is_some_and(|r| r.before_write)
+        || (decision.write.is_some() && unmarked);
+    if decision.record.is_none() && !first {
+        return Ok(known.clone());
+    }
+    let mut ahead = known.clone().unwrap_or_default();
+    if let Some(record) = &decision.record {
+        ahead.previous_configuration = Some(record.previous.clone());
+    }
+    ahead.holding = holding.cloned();
+    if first {
+        patch_status(obj, ctx, &ahead).await.map_err(|err| {
+            Outcome::new(
+                Reason::Unavailable,
+                format!(
+                    "the bucket was not written: this object's hold on it and its current configuration must first be kept in its status, and that failed: {err}"
+                ),
+            )
+        })?;
+        ctx.wrote_status(obj, &ahead);
+        *known = Some(ahead.clone());
+    }
+    Ok(Some(ahead))
+}
+
+/// Asks the store, as a browser would, whether it applies the rules the bucket now holds: a
+/// few unsigned preflights, once each, where the S3 calls went. None when the spec asks for no
+/// live verification.
+async fn verify_live<S: CorsStore>(
+    ctx: &Context<S>,
+    target: &BucketTarget,
+    spec: &crate::api::BucketCorsSpec,
+) -> Option<(&'static str, &'static str, String)> {
+    let (key, sent) = verify::plan(spec)?;
+    let mut answers = Vec::with_capacity(sent.len());
+    for expectation in sent {
+        let headers: Vec<&str> = expectation.headers.iter().map(String::as_str).collect();
+        let answer = ctx
+            .store
+            .preflight(
+                target,
+                key,
+                &expectation.origin,
+                &expectation.method,
+                &headers,
+            )
+            .await;
+        answers.push(answer);
+    }
+    Some(verify::judge(sent, &answers, spec.expectations.len()))
 }
 
 /// Reads the bucket back after `write`, made over a bucket that held `before`: again while it
