@@ -17,14 +17,18 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
         spec.endpoint.as_deref(),
         spec.region.as_deref(),
     );
-    if let Some(secret) = &spec.credentials_secret_ref
-        && secret.name.is_empty()
-    {
-        errors.push(FieldError::new(
-            "spec.credentialsSecretRef.name",
-            None,
-            "is an empty string",
+    if let Some(secret) = &spec.credentials_secret_ref {
+        errors.extend(object_name("spec.credentialsSecretRef.name", &secret.name));
+    }
+    if let Some(key) = spec.verify.as_ref().and_then(|v| v.key.as_deref()) {
+        errors.extend(constraints::check(
+            "spec.verify.key",
+            key,
+            &constraints::OBJECT_KEY,
         ));
+    }
+    if let Some(owner) = &spec.expected_bucket_owner {
+        errors.extend(owner_error(owner));
     }
     if spec.store_ref.is_some() {
         for (field, set) in store_fields(spec) {
@@ -37,14 +41,8 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
             }
         }
     }
-    if let Some(store) = &spec.store_ref
-        && store.name.is_empty()
-    {
-        errors.push(FieldError::new(
-            "spec.storeRef.name",
-            None,
-            "is an empty string",
-        ));
+    if let Some(store) = &spec.store_ref {
+        errors.extend(object_name("spec.storeRef.name", &store.name));
     }
     if let Err(rule_errors) = cors::validate_rules(&spec.rules) {
         errors.extend(rule_errors);
@@ -61,6 +59,26 @@ pub fn validate(spec: &BucketCorsSpec) -> Result<(), Vec<FieldError>> {
     } else {
         Err(errors)
     }
+}
+
+fn owner_error(owner: &str) -> Option<FieldError> {
+    let field = "spec.expectedBucketOwner";
+    let len = owner.chars().count();
+    if len > MAX_OWNER_LEN {
+        return Some(FieldError::new(
+            field,
+            Some(owner),
+            format!("is {len} characters long; at most {MAX_OWNER_LEN} are allowed"),
+        ));
+    }
+    constraints::check(field, owner, &constraints::NO_CONTROL)
+}
+
+fn object_name(field: &str, name: &str) -> Option<FieldError> {
+    if name.is_empty() {
+        return Some(FieldError::new(field, None, "is an empty string"));
+    }
+    constraints::check(field, name, &constraints::OBJECT_NAME)
 }
 
 // What a store says and an object that names one may not say again.
@@ -163,13 +181,37 @@ fn add_rules(spec: &mut Value) {
         let items = &mut rule[list]["items"];
         items["minLength"] = json!(1);
         items["maxLength"] = json!(constraints::MAX_VALUE_LEN);
-        items["x-kubernetes-validations"] = json!([string_rule(check)]);
+        items["x-kubernetes-validations"] =
+            json!([string_rule(check), string_rule(&constraints::NO_CONTROL)]);
     }
+
+    rule["id"]["x-kubernetes-validations"] = json!([string_rule(&constraints::NO_CONTROL)]);
 
     let expectation = &mut fields["expectations"]["items"]["properties"];
     expectation["headers"]["items"]["minLength"] = json!(1);
     expectation["headers"]["items"]["maxLength"] = json!(constraints::MAX_VALUE_LEN);
+    // Each becomes a header of the live preflight, or part of a message.
+    for field in ["name", "origin", "method"] {
+        expectation[field]["x-kubernetes-validations"] =
+            json!([string_rule(&constraints::NO_CONTROL)]);
+    }
+    expectation["headers"]["items"]["x-kubernetes-validations"] =
+        json!([string_rule(&constraints::NO_CONTROL)]);
+    fields["verify"]["properties"]["key"]["x-kubernetes-validations"] =
+        json!([string_rule(&constraints::OBJECT_KEY)]);
+    fields["expectedBucketOwner"]["maxLength"] = json!(MAX_OWNER_LEN);
+    fields["expectedBucketOwner"]["x-kubernetes-validations"] =
+        json!([string_rule(&constraints::NO_CONTROL)]);
+    for reference in ["credentialsSecretRef", "storeRef"] {
+        let name = &mut fields[reference]["properties"]["name"];
+        name["maxLength"] = json!(constraints::MAX_OBJECT_NAME_LEN);
+        name["x-kubernetes-validations"] = json!([string_rule(&constraints::OBJECT_NAME)]);
+    }
 }
+
+/// Longest `expectedBucketOwner`: an AWS account id is 12 digits; other stores' owners are
+/// user names.
+const MAX_OWNER_LEN: usize = 256;
 
 fn empty_spec() -> BucketCorsSpec {
     serde_json::from_value(json!({"bucket": "", "rules": []})).expect("a minimal spec")

@@ -122,15 +122,63 @@ pub const REGION: StringRule = StringRule {
     },
 };
 
+/// Every string that the operator sends in a request (a header, a URL, an XML body) or shows
+/// in a message: no control character. A line break, carriage return or NUL cannot be sent in
+/// an HTTP header, and would forge lines in a log or an Event.
+// `\p{Cc}` is the same class in RE2 (the API server's) and Rust: U+0000-001F and U+007F-009F.
+pub const NO_CONTROL: StringRule = StringRule {
+    cel: r"!self.matches('\\p{Cc}')",
+    message: "may not contain control characters (line breaks, tabs, NUL and the like)",
+    holds: |s| !s.chars().any(char::is_control),
+};
+
+/// The key that live preflights ask about: a path in the bucket, without control characters
+/// and without `.` or `..` segments, which would name another place than the key.
+pub const OBJECT_KEY: StringRule = StringRule {
+    cel: r"!self.matches('\\p{Cc}') && !self.matches('(^|/)[.][.]?(/|$)')",
+    message: "must be an object key without control characters and without '.' or '..' path segments",
+    holds: |s| (NO_CONTROL.holds)(s) && !s.split('/').any(|part| part == "." || part == ".."),
+};
+
+/// Names of Kubernetes objects (Secrets, ClusterBucketStores): a DNS-1123 subdomain.
+pub const OBJECT_NAME: StringRule = StringRule {
+    cel: "size(self) <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+    message: "must be a Kubernetes object name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters",
+    holds: object_name_holds,
+};
+
+/// Longest Kubernetes object name.
+pub const MAX_OBJECT_NAME_LEN: usize = 253;
+
+fn object_name_holds(s: &str) -> bool {
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    };
+    s.len() <= MAX_OBJECT_NAME_LEN && s.split('.').all(label)
+}
+
 /// Every string rule with a short name, for tests that check them all.
-pub const STRING_RULES: [(&str, &StringRule); 6] = [
+pub const STRING_RULES: [(&str, &StringRule); 9] = [
     ("at most one wildcard", &AT_MOST_ONE_WILDCARD),
     ("no wildcard", &NO_WILDCARD),
     ("bucket name", &BUCKET_NAME),
     ("not an access-point alias", &NOT_AN_ACCESS_POINT_ALIAS),
     ("endpoint", &ENDPOINT_URL),
     ("region", &REGION),
+    ("no control characters", &NO_CONTROL),
+    ("object key", &OBJECT_KEY),
+    ("object name", &OBJECT_NAME),
 ];
+
+/// `value` of `field`, checked against `rule`: the error to report when it breaks it.
+pub fn check(field: &str, value: &str, rule: &StringRule) -> Option<FieldError> {
+    (!(rule.holds)(value)).then(|| FieldError::new(field, Some(value), rule.message))
+}
 
 /// Checks the bucket, endpoint and region of a spec (the rules are `cors::validate_rules`').
 pub fn validate_target(
@@ -306,6 +354,38 @@ mod tests {
         }
         for bad in ["", "-x", "eu west", "eu.west", &"r".repeat(65)] {
             assert!(!(REGION.holds)(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn control_characters_keys_and_names() {
+        for bad in ["a\u{1}", "GET\n", "a\rb", "\t", "x\u{7f}", "x\u{85}"] {
+            assert!(!(NO_CONTROL.holds)(bad), "{bad:?}");
+            assert!(!(OBJECT_KEY.holds)(bad), "{bad:?}");
+        }
+        assert!((NO_CONTROL.holds)("https://ü.example"));
+        for ok in ["index.html", "a/b.c/d", "...", "a/.x", ".well-known/x"] {
+            assert!((OBJECT_KEY.holds)(ok), "{ok}");
+        }
+        for bad in [".", "..", "a/../b", "a/./b", "../x", "x/.."] {
+            assert!(!(OBJECT_KEY.holds)(bad), "{bad}");
+        }
+        for ok in ["s3-credentials", "a", "a.b-c", "0x"] {
+            assert!((OBJECT_NAME.holds)(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "a/b",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a_b",
+            "a\nb",
+            &"a".repeat(254),
+        ] {
+            assert!(!(OBJECT_NAME.holds)(bad), "{bad:?}");
         }
     }
 

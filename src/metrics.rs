@@ -6,7 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::reason::Reason;
 use crate::s3::{Operation, S3Error};
@@ -38,6 +38,7 @@ pub struct Metrics {
     pub drift_corrections: Family<DriftLabel, Counter>,
     pub unkept_writes: Counter,
     pub watch_refused: Counter,
+    pub pass_panics: Counter,
     pub managed_objects: Gauge,
     pub ready_objects: Gauge,
     pub objects: Family<ReasonLabel, Gauge>,
@@ -46,86 +47,90 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("bucketcors");
-        let reconciliations = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "reconciliations",
-            "Passes over an object, by the reason they ended with",
-            reconciliations.clone(),
-        );
-        let failures = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "failures",
-            "Passes that left an object not Ready, by reason",
-            failures.clone(),
-        );
-        let reconcile_duration = Histogram::new([
-            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ]);
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time one pass over an object took",
-            reconcile_duration.clone(),
-        );
-        let s3_requests = Family::<S3Labels, Counter>::default();
-        registry.register(
-            "s3_requests",
-            "S3 calls by operation and outcome (ok, or the failure's reason)",
-            s3_requests.clone(),
-        );
+        let r = &mut registry;
         let drift_corrections = Family::<DriftLabel, Counter>::default();
         // Both series exist from the start, at 0, for the alert and the dashboard.
         for reason in ["removed", "changed"] {
             drop(drift_corrections.get_or_create(&DriftLabel { reason }));
         }
-        registry.register(
-            "drift_corrections",
-            "Writes that put back a configuration changed outside Kubernetes, by what was done to it (removed: the bucket had none; changed: it held other rules)",
-            drift_corrections.clone(),
-        );
-        let unkept_writes = Counter::default();
-        registry.register(
-            "unkept_writes",
-            "Writes the store accepted that the bucket did not keep (counted once, when found out)",
-            unkept_writes.clone(),
-        );
-        let watch_refused = Counter::default();
-        registry.register(
-            "watch_refused",
-            "Initial lists of a watched namespace that the API server refused (403); objects there are not reconciled",
-            watch_refused.clone(),
-        );
-        let managed_objects = Gauge::default();
-        registry.register(
-            "managed_objects",
-            "BucketCors objects the operator watches",
-            managed_objects.clone(),
-        );
-        let ready_objects = Gauge::default();
-        registry.register(
-            "ready_objects",
-            "BucketCors objects whose Ready condition is True",
-            ready_objects.clone(),
-        );
-        let objects = Family::<ReasonLabel, Gauge>::default();
-        registry.register(
-            "objects",
-            "BucketCors objects the operator watches, by the reason of their Ready condition (Unknown: none yet)",
-            objects.clone(),
-        );
         Metrics {
+            reconciliations: registered(
+                r,
+                "reconciliations",
+                "Passes over an object, by the reason they ended with",
+                Family::default(),
+            ),
+            failures: registered(
+                r,
+                "failures",
+                "Passes that left an object not Ready, by reason",
+                Family::default(),
+            ),
+            reconcile_duration: registered(
+                r,
+                "reconcile_duration_seconds",
+                "Time one pass over an object took",
+                Histogram::new([
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+            ),
+            s3_requests: registered(
+                r,
+                "s3_requests",
+                "S3 calls by operation and outcome (ok, or the failure's reason)",
+                Family::default(),
+            ),
+            drift_corrections: registered(
+                r,
+                "drift_corrections",
+                "Writes that put back a configuration changed outside Kubernetes, by what was done to it (removed: the bucket had none; changed: it held other rules)",
+                drift_corrections,
+            ),
+            unkept_writes: registered(
+                r,
+                "unkept_writes",
+                "Writes the store accepted that the bucket did not keep (counted once, when found out)",
+                Counter::default(),
+            ),
+            watch_refused: registered(
+                r,
+                "watch_refused",
+                "Initial lists of a watched namespace that the API server refused (403); objects there are not reconciled",
+                Counter::default(),
+            ),
+            pass_panics: registered(
+                r,
+                "pass_panics",
+                "Passes that ended in a panic (a defect): each is logged with its object, which is retried on a backoff",
+                Counter::default(),
+            ),
+            managed_objects: registered(
+                r,
+                "managed_objects",
+                "BucketCors objects the operator watches",
+                Gauge::default(),
+            ),
+            ready_objects: registered(
+                r,
+                "ready_objects",
+                "BucketCors objects whose Ready condition is True",
+                Gauge::default(),
+            ),
+            objects: registered(
+                r,
+                "objects",
+                "BucketCors objects the operator watches, by the reason of their Ready condition (Unknown: none yet)",
+                Family::default(),
+            ),
             registry,
-            reconciliations,
-            failures,
-            reconcile_duration,
-            s3_requests,
-            drift_corrections,
-            unkept_writes,
-            watch_refused,
-            managed_objects,
-            ready_objects,
-            objects,
         }
     }
+}
+
+/// `metric`, registered as `name` with `help`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {

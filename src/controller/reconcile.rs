@@ -1,9 +1,11 @@
 //! One pass over one object: who holds the bucket (the index) → read the bucket → decide (no
 //! client) → record, write (S3) → one status write and the Events (Kubernetes).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::FutureExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -44,6 +46,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Finalizer(#[from] Box<finalizer::Error<Error>>),
+    #[error("the pass over {object} panicked (a defect; it is retried on a backoff): {message}")]
+    Panicked { object: String, message: String },
 }
 
 /// Why a pass stopped early: an outcome to report, or an API failure to retry.
@@ -100,7 +104,8 @@ pub async fn reconcile<S: CorsStore>(
         return Ok(Action::await_change());
     };
     let api: Api<BucketCors> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, obj, |event| async {
+    let object = ObjectRef::from(obj.as_ref()).to_string();
+    let pass = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             finalizer::Event::Apply(obj) => apply(&obj, &ctx).await,
             finalizer::Event::Cleanup(obj) => {
@@ -111,9 +116,29 @@ pub async fn reconcile<S: CorsStore>(
                 done
             }
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    });
+    // A defect that panics on some input ends this pass, not the operator: kube's controller
+    // would carry the panic to the task that runs every other object.
+    match AssertUnwindSafe(pass).catch_unwind().await {
+        Ok(done) => done.map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(panic) => {
+            ctx.metrics.pass_panics.inc();
+            Err(Error::Panicked {
+                object,
+                message: panic_message(panic.as_ref()),
+            })
+        }
+    }
+}
+
+/// What a panic said, bounded.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let said = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    status::bounded(said, status::MESSAGE_MAX)
 }
 
 pub fn error_policy<S: CorsStore>(

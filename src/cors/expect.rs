@@ -232,6 +232,8 @@ pub fn validate_expectations(expectations: &[Expectation]) -> Vec<FieldError> {
     errors
 }
 
+// Between `min` and `max` characters, none a control character: each becomes a header of the
+// live preflight or part of a message.
 fn bounded(field: &str, value: &str, min: usize, max: usize, errors: &mut Vec<FieldError>) {
     let len = value.chars().count();
     if len < min {
@@ -241,6 +243,12 @@ fn bounded(field: &str, value: &str, min: usize, max: usize, errors: &mut Vec<Fi
             field,
             Some(value),
             format!("is {len} characters long; at most {max} are allowed"),
+        ));
+    } else {
+        errors.extend(crate::constraints::check(
+            field,
+            value,
+            &crate::constraints::NO_CONTROL,
         ));
     }
 }

@@ -2,7 +2,8 @@
 
 use super::rule::{CorsRule, METHODS};
 use crate::constraints::{
-    AT_MOST_ONE_WILDCARD, FieldError, MAX_LIST_ITEMS, MAX_VALUE_LEN, NO_WILDCARD, StringRule,
+    AT_MOST_ONE_WILDCARD, FieldError, MAX_LIST_ITEMS, MAX_VALUE_LEN, NO_CONTROL, NO_WILDCARD,
+    StringRule,
 };
 
 /// At most this many rules in one configuration.
@@ -66,6 +67,11 @@ fn validate_rule(at: &str, rule: &CorsRule, errors: &mut Vec<FieldError>) {
                 format!("is {len} characters long; S3 allows at most {MAX_ID_LEN}"),
             ));
         }
+        errors.extend(crate::constraints::check(
+            &format!("{at}.id"),
+            id,
+            &NO_CONTROL,
+        ));
     }
 
     if rule.allowed_origins.is_empty() {
@@ -147,6 +153,8 @@ fn list(field: &str, values: &[String], rule: &StringRule, errors: &mut Vec<Fiel
             ));
         } else if !(rule.holds)(value) {
             errors.push(FieldError::new(field, Some(value), rule.message));
+        } else if !(NO_CONTROL.holds)(value) {
+            errors.push(FieldError::new(field, Some(value), NO_CONTROL.message));
         }
     }
 }

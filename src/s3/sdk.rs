@@ -335,10 +335,11 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for Preflight {
         for name in drop {
             headers.remove(name);
         }
-        headers.insert("Origin", self.origin.clone());
-        headers.insert("Access-Control-Request-Method", self.method.clone());
+        // Checked, not assumed: a value that cannot be a header fails this preflight alone.
+        headers.try_insert("Origin", self.origin.clone())?;
+        headers.try_insert("Access-Control-Request-Method", self.method.clone())?;
         if let Some(requested) = &self.request_headers {
-            headers.insert("Access-Control-Request-Headers", requested.clone());
+            headers.try_insert("Access-Control-Request-Headers", requested.clone())?;
         }
         *request.body_mut() = SdkBody::empty();
         Ok(())

@@ -14,6 +14,7 @@ mod emulated;
 mod expectations;
 mod faults;
 mod gitops;
+mod hostile;
 mod monitoring;
 mod operator;
 mod ownership;

@@ -234,12 +234,26 @@ fn sample_strings() -> Vec<String> {
         "ABC",
         "x-amz-*",
         "ETag",
+        "https://a.example\u{1}",
+        "GET\n",
+        "x\u{7f}",
+        "x\u{9f}",
+        "..",
+        ".",
+        "a/../b",
+        "a/./b",
+        "a/..b",
+        ".well-known/x",
+        "s3-credentials",
+        "a..b",
+        "a.-b",
     ];
     let strategy = proptest::prop_oneof![
         "[a-z0-9.*-]{0,12}",
         "(https?://)?[a-zA-Z0-9.:*\\[\\]/_ -]{0,20}",
         "https?://[a-z0-9.-]{1,10}(:[0-9]{0,6})?(/[a-z?#\\s\u{a0}\u{2028}\u{85}é]{0,6})?",
         "[*a\\s\u{a0}\u{2028}\u{85}\r\n]{0,6}",
+        "[a./\u{1}\u{7f}-]{0,8}",
         proptest::arbitrary::any::<String>(),
     ];
     let mut runner = TestRunner::deterministic();
