@@ -193,24 +193,33 @@ async fn read_secret<S>(
             }));
         }
     };
-    let read = |key: &str| -> Option<String> {
-        let bytes = secret.data.as_ref()?.get(key)?;
-        let value = String::from_utf8(bytes.0.clone()).ok()?;
+    credentials_in(secret.data.as_ref())
+        .map_err(|problem| missing(format!("Secret {namespace}/{} {problem}", secret_ref.name)))
+}
+
+/// The credentials in a Secret's data, or what is wrong with them: which key is missing or
+/// holds what no request can carry. Never a value: they are secret.
+pub(super) fn credentials_in(
+    data: Option<&std::collections::BTreeMap<String, k8s_openapi::ByteString>>,
+) -> Result<Credentials, String> {
+    let read = |key: &str| -> Result<Option<String>, String> {
+        let Some(bytes) = data.and_then(|d| d.get(key)) else {
+            return Ok(None);
+        };
         // A trailing newline from `echo` into a file is a classic; keys never hold spaces.
+        let value = String::from_utf8_lossy(&bytes.0);
         let value = value.trim();
-        (!value.is_empty()).then(|| value.to_owned())
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "has a key {key} that is not printable ASCII: it cannot be sent in a request"
+            ));
+        }
+        Ok((!value.is_empty()).then(|| value.to_owned()))
     };
-    let required = |key: &str| {
-        read(key).ok_or_else(|| {
-            missing(format!(
-                "Secret {namespace}/{} has no non-empty key {key}",
-                secret_ref.name
-            ))
-        })
-    };
+    let required = |key: &str| read(key)?.ok_or_else(|| format!("has no non-empty key {key}"));
     Ok(Credentials {
         access_key_id: required(ACCESS_KEY_ID)?,
         secret_access_key: required(SECRET_ACCESS_KEY)?,
-        session_token: read(SESSION_TOKEN),
+        session_token: read(SESSION_TOKEN)?,
     })
 }

@@ -394,3 +394,33 @@ async fn the_api_server_refuses_what_cannot_be_sent() {
         );
     }
 }
+
+/// A Secret whose key id cannot be sent in a signed request's header (a line break) is that
+/// object's `CredentialsNotFound`, naming the key and not its value; the other objects go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_that_cannot_be_sent_is_that_objects_error() {
+    let h = Harness::start().await;
+    let moto = Moto::shared();
+    let (bad, good) = (
+        moto.new_bucket("badkey").await,
+        moto.new_bucket("goodkey").await,
+    );
+    h.create_credentials_secret("forged", "AKIA\nX-Injected: 1", "secret-value")
+        .await;
+    let rules = vec![CorsRule::new([APP], ["GET"])];
+    h.create("forged", h.spec_with_secret(&bad, rules.clone(), "forged"))
+        .await;
+    let refused = h.wait_reason("forged", "CredentialsNotFound").await;
+    let message = &refused.ready_condition().unwrap().message;
+    assert!(
+        message.contains("AWS_ACCESS_KEY_ID") && !message.contains("Injected"),
+        "{message}"
+    );
+    h.create("fine", h.spec(&good, rules.clone())).await;
+    h.wait_reason("fine", "Applied").await;
+    assert_eq!(
+        crate::support::harness::bucket_cors(&moto.client(), &good).await,
+        rules
+    );
+    assert_eq!(moto.cors_writes(&bad), 0);
+}
