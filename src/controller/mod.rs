@@ -2,6 +2,8 @@
 //! validate → read the bucket → plan → write → status.
 
 mod events;
+#[cfg(test)]
+mod fuzz;
 mod grants;
 mod index;
 mod news;
