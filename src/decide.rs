@@ -19,10 +19,9 @@ pub enum Ownership {
     Holds,
     /// Another object holds it; this one writes nothing while that one exists.
     Waits {
-        /// The bucket, as its canonical key.
-        bucket: String,
-        /// `namespace/name` of the holder.
-        holder: String,
+        /// The holder's name when it is in this object's namespace; of another namespace
+        /// nothing is told.
+        holder: Option<String>,
     },
     /// The operator does not count this object among those that could write the bucket (yet):
     /// it writes nothing.
@@ -238,12 +237,19 @@ pub fn expected(spec: &BucketCorsSpec) -> Result<(), Outcome> {
 /// could write the bucket yet.
 pub fn unheld(spec: &BucketCorsSpec, ownership: &Ownership) -> Result<(), Outcome> {
     match (spec.management_policy, ownership) {
-        (ManagementPolicy::Full, Ownership::Waits { bucket, holder }) => Err(Outcome::new(
-            Reason::Conflict,
-            format!(
-                "bucket {bucket} is managed by BucketCors {holder}, which held it first; this object writes nothing while that one exists"
-            ),
-        )),
+        (ManagementPolicy::Full, Ownership::Waits { holder }) => {
+            let holder = match holder {
+                Some(name) => format!("BucketCors {name:?} of this namespace"),
+                None => "another BucketCors".to_owned(),
+            };
+            Err(Outcome::new(
+                Reason::Conflict,
+                format!(
+                    "bucket {:?} is managed by {holder}, which held it first; this object writes nothing while that one exists",
+                    spec.bucket
+                ),
+            ))
+        }
         (ManagementPolicy::Full, Ownership::Unknown) => Err(Outcome::new(
             Reason::Unavailable,
             "the operator does not know yet whether this object may write its bucket; nothing was written",
@@ -406,8 +412,7 @@ mod tests {
 
     fn waits() -> Ownership {
         Ownership::Waits {
-            bucket: "aws/b".into(),
-            holder: "ns/first".into(),
+            holder: Some("first".into()),
         }
     }
 
@@ -524,8 +529,22 @@ mod tests {
         let s = spec(ours());
         let outcome = precheck(&s, &waits()).unwrap_err();
         assert_eq!(outcome.reason, Reason::Conflict);
-        assert!(outcome.message.contains("aws/b"), "{}", outcome.message);
-        assert!(outcome.message.contains("ns/first"), "{}", outcome.message);
+        assert!(
+            outcome.message.contains("\"bucket-b\""),
+            "{}",
+            outcome.message
+        );
+        assert!(
+            outcome.message.contains("\"first\" of this namespace"),
+            "{}",
+            outcome.message
+        );
+        let elsewhere = precheck(&s, &Ownership::Waits { holder: None }).unwrap_err();
+        assert!(
+            elsewhere.message.contains("another BucketCors"),
+            "{}",
+            elsewhere.message
+        );
         let d = decide_on(
             &profiles::AWS,
             &s,

@@ -187,6 +187,21 @@ pub enum Denial {
     EndpointNotAllowed(String),
 }
 
+impl Denial {
+    /// Store `store` does not serve `namespace`, or does not exist: the same words for both,
+    /// so that a namespace learns nothing of stores that are not its own.
+    pub fn not_served(store: &str, namespace: &str, labels_unknown: bool) -> Denial {
+        let unknown = if labels_unknown {
+            "; this namespace's labels are not known yet, so no selector matches it"
+        } else {
+            ""
+        };
+        Denial::NotPermitted(format!(
+            "no ClusterBucketStore {store:?} grants namespace {namespace:?}: it does not exist or does not serve this namespace{unknown}"
+        ))
+    }
+}
+
 impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -196,10 +211,23 @@ impl fmt::Display for Denial {
 }
 
 impl ClusterBucketStore {
-    /// Whether namespace `namespace`, with labels `labels`, may use this store for `bucket`;
-    /// the denial says which of the two it fails, in the words of the store's fields.
-    /// Labels not known yet (`None`) match no selector: the object waits for them, and is
-    /// looked at again as soon as they are known.
+    /// Whether the store serves `namespace`: it names it, or a selector matches its labels.
+    /// Labels not known yet (`None`) match no selector.
+    pub fn serves(&self, namespace: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
+        self.spec.conditions.iter().any(|c| {
+            c.namespaces.iter().any(|n| n == namespace)
+                || c.namespace_selector
+                    .as_ref()
+                    .zip(labels)
+                    .is_some_and(|(s, labels)| selector_matches(s, labels))
+        })
+    }
+
+    /// Whether namespace `namespace`, with labels `labels`, may use this store for `bucket`.
+    /// A namespace it does not serve learns only that (`Denial::not_served`); one it serves
+    /// learns whether it is valid and which buckets it grants. Labels not known yet (`None`)
+    /// match no selector: the object waits for them, and is looked at again as soon as they
+    /// are known.
     pub fn grants(
         &self,
         namespace: &str,
@@ -207,26 +235,12 @@ impl ClusterBucketStore {
         bucket: &str,
     ) -> Result<(), Denial> {
         let name = self.metadata.name.as_deref().unwrap_or_default();
+        if !self.serves(namespace, labels) {
+            return Err(Denial::not_served(name, namespace, labels.is_none()));
+        }
         if let Err(problem) = self.spec.problems() {
             return Err(Denial::NotPermitted(format!(
                 "ClusterBucketStore {name:?} is not valid: {problem}"
-            )));
-        }
-        let serves = self.spec.conditions.iter().any(|c| {
-            c.namespaces.iter().any(|n| n == namespace)
-                || c.namespace_selector
-                    .as_ref()
-                    .zip(labels)
-                    .is_some_and(|(s, labels)| selector_matches(s, labels))
-        });
-        if !serves {
-            let unknown = if labels.is_none() {
-                " (its labels are not known yet)"
-            } else {
-                ""
-            };
-            return Err(Denial::NotPermitted(format!(
-                "ClusterBucketStore {name:?} is not allowed from namespace {namespace:?}{unknown}"
             )));
         }
         if !self.spec.buckets.iter().any(|g| glob_matches(g, bucket)) {
@@ -578,7 +592,7 @@ mod tests {
         assert_eq!(
             s.grants("team-b", Some(&labels(&[("team", "b")])), "team-a-x"),
             Err(Denial::NotPermitted(
-                r#"ClusterBucketStore "team-a" is not allowed from namespace "team-b""#.into()
+                r#"no ClusterBucketStore "team-a" grants namespace "team-b": it does not exist or does not serve this namespace"#.into()
             ))
         );
         assert_eq!(
@@ -616,7 +630,7 @@ mod tests {
         assert_eq!(
             s.grants("other", None, "b"),
             Err(Denial::NotPermitted(
-                r#"ClusterBucketStore "team-a" is not allowed from namespace "other" (its labels are not known yet)"#.into()
+                r#"no ClusterBucketStore "team-a" grants namespace "other": it does not exist or does not serve this namespace; this namespace's labels are not known yet, so no selector matches it"#.into()
             ))
         );
         assert_eq!(s.grants("named", None, "b"), Ok(()));
@@ -650,9 +664,10 @@ mod tests {
         assert!(!selector_matches(&req("tier", "DoesNotExist", &[]), &l));
         assert!(!selector_matches(&req("tier", "Gt", &["1"]), &l));
         assert!(selector_matches(&LabelSelector::default(), &l));
+        // A namespace it serves (by name) learns that it is not valid.
         let bad = store(
             vec![StoreCondition {
-                namespaces: vec![],
+                namespaces: vec!["x".into()],
                 namespace_selector: Some(req("team", "In", &[])),
             }],
             &["*"],

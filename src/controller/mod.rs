@@ -223,13 +223,17 @@ impl<S: CorsStore> Context<S> {
         let spec = &obj.spec;
         let namespace = obj.metadata.namespace.as_deref().unwrap_or("default");
         if let Some(store_ref) = &spec.store_ref {
-            let Some(store) = self.grants.store(&store_ref.name) else {
-                return Err(Denial::NotPermitted(format!(
-                    "ClusterBucketStore {:?} does not exist",
-                    store_ref.name
-                )));
-            };
             let labels = self.grants.labels(namespace);
+            let store = self.grants.store(&store_ref.name);
+            let Some(store) = store.filter(|s| s.serves(namespace, labels.as_ref())) else {
+                // The same words whether the store exists or not: a namespace it does not
+                // serve learns nothing of it.
+                return Err(Denial::not_served(
+                    &store_ref.name,
+                    namespace,
+                    labels.is_none(),
+                ));
+            };
             store.grants(namespace, labels.as_ref(), &spec.bucket)?;
             return Ok(target::Access::Store(store));
         }
@@ -265,12 +269,7 @@ impl<S: CorsStore> Context<S> {
         match buckets.holder(&key) {
             Some(holder) if holder == object => Ownership::Holds,
             Some(holder) => Ownership::Waits {
-                bucket: key,
-                holder: format!(
-                    "{}/{}",
-                    holder.namespace.as_deref().unwrap_or_default(),
-                    holder.name
-                ),
+                holder: (holder.namespace == object.namespace).then(|| holder.name.clone()),
             },
             // The index does not count it among the objects that could write the bucket.
             None => Ownership::Unknown,

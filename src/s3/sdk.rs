@@ -225,11 +225,17 @@ impl aws_credential_types::provider::ProvideCredentials for AssumedRole {
                 .send()
                 .await
                 .map_err(|err| {
-                    CredentialsError::provider_error(format!(
-                        "AssumeRole {} failed: {}",
-                        self.role.role_arn,
-                        causes(&err)
-                    ))
+                    // STS's words name the operator's own role and the store's: they go to
+                    // the operator's log, and the tenant reads only that it failed.
+                    tracing::warn!(
+                        role_arn = %self.role.role_arn,
+                        session = %self.role.session_name,
+                        error = %causes(&err),
+                        "AssumeRole failed"
+                    );
+                    CredentialsError::provider_error(
+                        "the operator could not assume the role of this object's ClusterBucketStore (its log says why)",
+                    )
                 })?;
             let c = answer.credentials().ok_or_else(|| {
                 CredentialsError::provider_error("AssumeRole answered without credentials")

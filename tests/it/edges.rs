@@ -45,7 +45,7 @@ async fn an_older_object_that_starts_writing_does_not_take_a_bucket_another_one_
     let waiting = h.wait_reason("a-older", "Conflict").await;
     let message = &waiting.ready_condition().unwrap().message;
     assert!(
-        message.contains(&format!("{}/b-newer", h.namespace)),
+        message.contains("BucketCors \"b-newer\" of this namespace"),
         "{message}"
     );
     // Resyncs of both: the holder stays the holder.

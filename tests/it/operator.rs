@@ -797,3 +797,116 @@ async fn a_namespace_the_operator_may_not_list_does_not_hold_up_the_others() {
         "the refusal is not logged with its namespace: {logs}"
     );
 }
+
+/// Grants by namespace selector fail closed: while the operator cannot list Namespaces (its
+/// role lacks it), a selector that an unlabelled namespace would satisfy (`DoesNotExist`,
+/// `NotIn`) grants nothing, since the namespace's labels are not known; nothing is written.
+/// Once the list is allowed the objects are looked at again with the labels, which refuse them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selectors_grant_nothing_while_the_namespaces_labels_are_unknown() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let dir = std::env::temp_dir().join(unique_name("closed"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sa_kubeconfig, _, _) = chart_identity(&h, &dir).await;
+    let grants = format!("bc-{}-grants", h.namespace);
+    let namespaces_rule = serde_json::json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]});
+    let set_namespace_access = |allowed: bool| {
+        let rules: Vec<Value> = serde_json::from_str::<Value>(&h.cluster.kubectl(&[
+            "get",
+            "clusterrole",
+            &grants,
+            "-o",
+            "jsonpath={.rules}",
+        ]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resources"][0] != "namespaces")
+        .cloned()
+        .chain(allowed.then(|| namespaces_rule.clone()))
+        .collect();
+        let patch = serde_json::json!({ "rules": rules }).to_string();
+        h.cluster.kubectl(&[
+            "patch",
+            "clusterrole",
+            &grants,
+            "--type",
+            "merge",
+            "-p",
+            &patch,
+        ]);
+    };
+    set_namespace_access(false);
+    h.cluster.kubectl(&[
+        "label",
+        "namespace",
+        &h.namespace,
+        "blocked=yes",
+        "team=blocked",
+    ]);
+    let mut buckets = Vec::new();
+    for (store, requirement) in [
+        (
+            "absent",
+            r#"{"key": "blocked", "operator": "DoesNotExist"}"#,
+        ),
+        (
+            "not-in",
+            r#"{"key": "team", "operator": "NotIn", "values": ["blocked"]}"#,
+        ),
+    ] {
+        let name = format!("{store}-{}", h.namespace);
+        let manifest = format!(
+            r#"{{"apiVersion": "bucketcors.dev/v1alpha1", "kind": "ClusterBucketStore",
+                "metadata": {{"name": "{name}"}},
+                "spec": {{"endpoint": "{}", "conditions": [{{"namespaceSelector": {{"matchExpressions": [{requirement}]}}}}],
+                          "buckets": ["*"]}}}}"#,
+            moto.endpoint()
+        );
+        let (ok, out) = h
+            .cluster
+            .kubectl_with_input(&["apply", "-f", "-"], &manifest);
+        assert!(ok, "{out}");
+        let bucket = moto.new_bucket("closed").await;
+        let mut spec = h.spec(&bucket, rules("https://a.example.com"));
+        spec.endpoint = None;
+        spec.store_ref = Some(bucketcors::api::StoreRef { name });
+        h.create(store, spec).await;
+        buckets.push((store, bucket));
+    }
+    let mut op = OperatorProcess::start(
+        &sa_kubeconfig,
+        &["--namespace", &h.namespace, "--resync-interval", "2s"],
+        &[("BUCKETCORS_SINGLE_TENANT", "false")],
+        log_path("closed"),
+    );
+    for (object, _) in &buckets {
+        let denied = h.wait_reason(object, "NotPermitted").await;
+        let message = &denied.ready_condition().unwrap().message;
+        assert!(
+            message.contains("labels are not known yet"),
+            "{object}: {message}"
+        );
+    }
+    set_namespace_access(true);
+    for (object, _) in &buckets {
+        h.wait_for(object, "refused by its labels", PROMPTLY, |o| {
+            o.ready_condition()
+                .is_some_and(|c| c.reason == "NotPermitted" && !c.message.contains("not known yet"))
+        })
+        .await;
+    }
+    op.terminate();
+    for (object, bucket) in &buckets {
+        assert_eq!(moto.cors_writes(bucket), 0, "{object} wrote its bucket");
+    }
+    for store in ["absent", "not-in"] {
+        h.cluster.kubectl(&[
+            "delete",
+            "clusterbucketstore",
+            &format!("{store}-{}", h.namespace),
+        ]);
+    }
+}

@@ -211,7 +211,7 @@ async fn a_store_grants_its_namespaces_their_buckets_and_a_revoked_grant_never_w
     let revoked = h.wait_reason("mine", "NotPermitted").await;
     let message = &revoked.ready_condition().unwrap().message;
     assert!(
-        message.contains("is not allowed from namespace"),
+        message.contains("does not serve this namespace"),
         "{message}"
     );
     assert_eq!(moto.cors_writes(&granted), writes);
@@ -545,7 +545,10 @@ async fn a_store_made_after_its_object_grants_it_at_once() {
     .await;
     let denied = h.wait_reason("web", "NotPermitted").await;
     let message = &denied.ready_condition().unwrap().message;
-    assert!(message.contains("does not exist"), "{message}");
+    assert!(
+        message.contains("does not exist or does not serve"),
+        "{message}"
+    );
 
     // The administrator makes it: the object is woken by the store's watch, not by a resync
     // (five minutes away).
@@ -674,4 +677,163 @@ async fn a_stores_documented_limits_apply_to_the_objects_it_serves_before_any_ca
     }
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(2500), "3 objects in {took:?}");
+}
+
+/// A tenant learns nothing of other namespaces from its conditions: a bucket held from
+/// another namespace is "held by another BucketCors" (no namespace, name or endpoint), and a
+/// store that does not serve its namespace reads the same whether it exists, is valid or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_learned_about_other_namespaces() {
+    let other = Harness::new_namespace("other").await;
+    let h = secure(|s| s.namespaces.push(other.clone())).await;
+    let moto = Moto::shared();
+    let bucket = unique_name("shared");
+    new_bucket(&bucket).await;
+    let elsewhere = Harness::new_namespace("elsewhere").await;
+    let both = make_store(
+        &h,
+        vec![StoreCondition {
+            namespaces: vec![h.namespace.clone(), other.clone()],
+            namespace_selector: None,
+        }],
+        std::slice::from_ref(&bucket),
+    )
+    .await;
+    let theirs: Api<BucketCors> = Api::namespaced(h.client.clone(), &other);
+    let holder = BucketCors::new(
+        "their-private-name",
+        through(&both.name, &bucket, rules("https://theirs.example")),
+    );
+    theirs
+        .create(&PostParams::default(), &holder)
+        .await
+        .unwrap();
+    eventually(
+        "the other namespace's object to hold the bucket",
+        PROMPTLY,
+        || async { bucket_cors(&moto.client(), &bucket).await == rules("https://theirs.example") },
+    )
+    .await;
+    h.create(
+        "mine",
+        through(&both.name, &bucket, rules("https://mine.example")),
+    )
+    .await;
+    let waiting = h.wait_reason("mine", "Conflict").await;
+    let message = &waiting.ready_condition().unwrap().message;
+    for secret in [other.as_str(), "their-private-name", &moto.endpoint()] {
+        assert!(
+            !message.contains(secret),
+            "the Conflict names {secret:?}: {message}"
+        );
+    }
+    assert!(message.contains("another BucketCors"), "{message}");
+
+    // Stores that do not serve this namespace: one serving another, one not valid, none.
+    let not_ours = make_store(
+        &h,
+        vec![StoreCondition {
+            namespaces: vec![elsewhere.clone()],
+            namespace_selector: None,
+        }],
+        &["*".to_owned()],
+    )
+    .await;
+    // An `In` without values: not valid, and serving no namespace.
+    let broken = StoreCondition {
+        namespaces: vec![],
+        namespace_selector: Some(LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                    key: "team".into(),
+                    operator: "In".into(),
+                    values: None,
+                },
+            ]),
+        }),
+    };
+    let invalid = make_store(&h, vec![broken], &["*".to_owned()]).await;
+    let missing = unique_name("missing-store");
+    let mut said = Vec::new();
+    for (object, store) in [("a", &not_ours.name), ("b", &invalid.name), ("c", &missing)] {
+        h.create(
+            object,
+            through(store, &bucket, rules("https://mine.example")),
+        )
+        .await;
+        let denied = h.wait_reason(object, "NotPermitted").await;
+        let message = denied.ready_condition().unwrap().message.clone();
+        assert!(!message.contains(&elsewhere), "{message}");
+        said.push(message.replace(store.as_str(), "STORE"));
+    }
+    assert!(
+        said.iter().all(|m| m == &said[0]),
+        "the denials differ: {said:#?}"
+    );
+    drop((both, not_ours, invalid));
+}
+
+/// An AssumeRole that STS refuses is reported to the tenant without the role's ARN or STS's
+/// words (which name the operator's own role); the operator's log has both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_assume_role_shows_the_tenant_no_arn() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("role").await;
+    let sts = FaultProxy::start(&moto.endpoint()).await;
+    sts.set(Fault::All(Failure::AccessDenied));
+    let mut op = OperatorProcess::start(
+        &h.cluster.kubeconfig,
+        &["--namespace", &h.namespace, "--resync-interval", "300s"],
+        &[
+            ("BUCKETCORS_SINGLE_TENANT", "false"),
+            ("AWS_ENDPOINT_URL_STS", &sts.endpoint()),
+        ],
+        std::env::temp_dir().join(format!("{}-refused-role.log", unique_name("op"))),
+    );
+    let stores: Api<ClusterBucketStore> = Api::all(h.client.clone());
+    let role = "arn:aws:iam::123456789012:role/platform-secret-role";
+    let store: ClusterBucketStore = serde_json::from_value(serde_json::json!({
+        "apiVersion": "bucketcors.dev/v1alpha1",
+        "kind": "ClusterBucketStore",
+        "metadata": {"name": unique_name("role-store")},
+        "spec": {
+            "endpoint": moto.endpoint(),
+            "credentials": {"assumeRole": {"roleArn": role}},
+            "conditions": [{"namespaces": [h.namespace]}],
+            "buckets": [bucket],
+        },
+    }))
+    .unwrap();
+    let store = stores.create(&PostParams::default(), &store).await.unwrap();
+    let guard = StoreGuard {
+        api: stores.clone(),
+        name: store.metadata.name.clone().unwrap(),
+    };
+    h.create(
+        "web",
+        through(&guard.name, &bucket, rules("https://a.example.com")),
+    )
+    .await;
+    let failed = h
+        .wait_for("web", "failed", PROMPTLY, |o| {
+            o.ready_condition()
+                .is_some_and(|c| c.status == "False" && c.reason != "Progressing")
+        })
+        .await;
+    let message = &failed.ready_condition().unwrap().message;
+    assert!(sts.faulted() >= 1, "STS was not asked");
+    assert!(
+        !message.contains("arn:aws") && !message.contains("AccessDenied"),
+        "{message}"
+    );
+    assert!(message.contains("could not assume the role"), "{message}");
+    op.terminate();
+    let logs = op.logs();
+    assert!(
+        logs.contains(role),
+        "the operator's log does not name the role: {logs}"
+    );
+    assert_eq!(moto.cors_writes(&bucket), 0);
 }
