@@ -675,3 +675,58 @@ async fn a_stores_documented_limits_apply_to_the_objects_it_serves_before_any_ca
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(2500), "3 objects in {took:?}");
 }
+
+/// Every way of writing a refused address in a URL, and the addresses that carry an inner one
+/// (NAT64, 6to4, IPv4-compatible, IPv4-mapped) or sit in a special-purpose range: each object
+/// is `EndpointNotAllowed` from its URL, before any lookup or connection, and the listener on
+/// the loopback address they all spell sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_an_inner_address_is_refused_from_the_url_and_nothing_connects() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let h = secure(|s| {
+        s.tenancy.endpoint_policy = EndpointPolicy {
+            allow_http: true,
+            allowed: vec![],
+        };
+    })
+    .await;
+    h.create_credentials_secret("own", "AKIAOWN", "own").await;
+    let cases = [
+        ("decimal", "2130706433", "loopback"),
+        ("hex", "0x7f000001", "loopback"),
+        ("hex-dotted", "0x7f.0.0.1", "loopback"),
+        ("octal", "0177.0.0.1", "loopback"),
+        ("short", "127.1", "loopback"),
+        ("mapped", "[::ffff:7f00:1]", "loopback"),
+        ("compatible", "[::127.0.0.1]", "IPv4-compatible"),
+        ("nat64", "[64:ff9b::7f00:1]", "loopback"),
+        ("nat64-local", "[64:ff9b:1::7f00:1]", "special-purpose"),
+        ("sixtofour", "[2002:7f00:1::1]", "special-purpose"),
+        ("teredo", "[2001::7f00:1]", "special-purpose"),
+        ("site-local", "[fec0::1]", "site-local"),
+        ("benchmarking", "198.18.0.1", "special-purpose"),
+        ("reserved", "240.0.0.1", "special-purpose"),
+    ];
+    for (name, host, _) in cases {
+        let mut spec = h.spec_with_secret("inner-bucket", rules("https://a.example.com"), "own");
+        spec.endpoint = Some(format!("http://{host}:{port}"));
+        h.create(name, spec).await;
+    }
+    for (name, host, range) in cases {
+        let refused = h.wait_reason(name, "EndpointNotAllowed").await;
+        let message = &refused.ready_condition().unwrap().message;
+        // Refused from the URL (the check names the field), not by a lookup of the host.
+        assert!(
+            message.starts_with(&format!("spec.endpoint: \"http://{host}:{port}\"")),
+            "{name}: {message}"
+        );
+        assert!(message.contains(range), "{name}: {message}");
+    }
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no connection reached {:?}",
+        listener.local_addr()
+    );
+}
