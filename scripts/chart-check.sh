@@ -251,6 +251,8 @@ GRANT_RULES = expand([
     ("", ["namespaces"], ["get", "list", "watch"]),
 ])
 STORE_SECRET_RULES = expand([("", ["secrets"], ["get"])])
+# The operator's rules where it reads no object's Secret (tenancy.tenantSecrets=false).
+OWN_RULES = OPERATOR_RULES - STORE_SECRET_RULES
 LEASE_RULES = {("coordination.k8s.io", "leases", "create", "*any*")} | {
     ("coordination.k8s.io", "leases", v, full) for v in ("get", "update", "patch")}
 
@@ -261,6 +263,22 @@ def same_rules(role, expected):
                                   for g, r, v, n in sorted(rules))
     assert actual == expected, (f"{where}: extra [{fmt(actual - expected)}], "
                                 f"missing [{fmt(expected - actual)}]")
+
+def secret_scopes(ds):
+    """Where the operator's ServiceAccount may get Secrets: "*" (every namespace) or namespaces."""
+    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
+             for d in ds if d["kind"] in ("Role", "ClusterRole")}
+    sa = {"kind": "ServiceAccount", "name": full, "namespace": release_ns}
+    scopes = set()
+    for b in ds:
+        if b["kind"] not in ("RoleBinding", "ClusterRoleBinding") or sa not in b["subjects"]:
+            continue
+        ns, ref = b["metadata"].get("namespace"), b["roleRef"]
+        role = roles.get((ref["kind"], ns if ref["kind"] == "Role" else None, ref["name"]))
+        assert role is not None, f"{b['kind']} {b['metadata']['name']} binds a role the chart does not render"
+        if ("", "secrets", "get", "*any*") in rule_set(role["rules"]):
+            scopes.add("*" if b["kind"] == "ClusterRoleBinding" else ns)
+    return scopes
 
 def binds_sa(binding, role_kind, role_name):
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role_name}, binding["roleRef"]
@@ -351,11 +369,12 @@ def _():
 
 # --- default render -------------------------------------------------------------
 
-@check("default: resources are 2 CRDs, ServiceAccount, 2 ClusterRole(Binding)s, 2 ClusterRoles for users, Service, Deployment")
+@check("default: resources are 2 CRDs, ServiceAccount, 2 ClusterRole(Binding)s, 2 ClusterRoles for users, the read-secrets ClusterRole, the store-secrets Role(Binding), Service, Deployment")
 def _():
     assert kinds(D) == sorted(["CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
                                "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-                               "ClusterRole", "ClusterRole", "Service", "Deployment"]), kinds(D)
+                               "ClusterRole", "ClusterRole", "ClusterRole", "Role", "RoleBinding",
+                               "Service", "Deployment"]), kinds(D)
 
 AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
 
@@ -443,10 +462,26 @@ def _():
     assert container(D)["resources"] == {"requests": {"cpu": "10m", "memory": "32Mi"},
                                          "limits": {"memory": "128Mi"}}
 
-@check("default: ClusterRole has exactly the operator's rules, bound to its ServiceAccount")
+@check("default: ClusterRole has exactly the operator's rules (no Secrets), bound to its ServiceAccount")
 def _():
-    same_rules(one(D, "ClusterRole", full), OPERATOR_RULES)
+    same_rules(one(D, "ClusterRole", full), OWN_RULES)
     binds_sa(one(D, "ClusterRoleBinding", full), "ClusterRole", full)
+
+@check("default: the operator gets Secrets in the release namespace only; no cluster-wide Secret get")
+def _():
+    assert secret_scopes(D) == {release_ns}, secret_scopes(D)
+    same_rules(one(D, "Role", f"{full}-store-secrets", release_ns), STORE_SECRET_RULES)
+    for role in all_of(D, "ClusterRole"):
+        if role["metadata"]["name"] != f"{full}-read-secrets":
+            assert not any(r[1] == "secrets" for r in rule_set(role["rules"])), role["metadata"]["name"]
+
+@check("default: ClusterRole <fullname>-read-secrets (get Secrets) is shipped for namespaces to bind, and bound by nothing")
+def _():
+    same_rules(one(D, "ClusterRole", f"{full}-read-secrets"), STORE_SECRET_RULES)
+    for b in all_of(D, "RoleBinding") + all_of(D, "ClusterRoleBinding"):
+        assert b["roleRef"]["name"] != f"{full}-read-secrets", b["metadata"]["name"]
+    assert f"--clusterrole={full}-read-secrets" in open(f"{chart}/templates/NOTES.txt").read().replace(
+        '{{ include "bucketcors.fullname" . }}', full)
 
 @check("default: metrics Service selects the pods on port metrics")
 def _():
@@ -571,12 +606,17 @@ def _():
     tsc = pod_spec(A)["topologySpreadConstraints"]
     assert tsc[0]["labelSelector"] == {"matchLabels": one(A, "Deployment")["spec"]["selector"]["matchLabels"]}
 
-@check("tenancy.tenantSecrets=false: no Secret access cluster-wide; store Secrets only in the release namespace")
+@check("tenancy.tenantSecrets=true (opt-in): get on Secrets in every namespace; no store-secrets Role, no read-secrets role")
 def _():
-    ds = docs("no-tenant-secrets")
-    same_rules(one(ds, "ClusterRole", full), OPERATOR_RULES - expand([("", ["secrets"], ["get"])]))
-    same_rules(one(ds, "Role", f"{full}-store-secrets", release_ns), STORE_SECRET_RULES)
-    binds_sa(one(ds, "RoleBinding", f"{full}-store-secrets", release_ns), "Role", f"{full}-store-secrets")
+    ds = docs("tenant-secrets")
+    same_rules(one(ds, "ClusterRole", full), OPERATOR_RULES)
+    assert secret_scopes(ds) == {"*"}, secret_scopes(ds)
+    names = [d["metadata"]["name"] for d in all_of(ds, "Role") + all_of(ds, "ClusterRole")]
+    assert f"{full}-store-secrets" not in names and f"{full}-read-secrets" not in names, names
+
+@check("all-on (watchNamespaces, tenantSecrets): Secrets in the watched namespaces and the release namespace only")
+def _():
+    assert secret_scopes(A) == {"team-a", "team-b", release_ns}, secret_scopes(A)
 
 # --- alerts and dashboard ---------------------------------------------------------
 
@@ -769,9 +809,10 @@ RENDERS = {"default": D, "all-on": A, "leader-cluster": LE}
 
 @check("leader election cluster-wide: ClusterRole without leases, Lease Role in the release namespace")
 def _():
-    same_rules(one(LE, "ClusterRole", full), OPERATOR_RULES)
+    same_rules(one(LE, "ClusterRole", full), OWN_RULES)
     same_rules(one(LE, "Role", f"{full}-leader-election", release_ns), LEASE_RULES)
-    assert len(all_of(LE, "Role")) == 1
+    assert sorted(r["metadata"]["name"] for r in all_of(LE, "Role")) == [
+        f"{full}-leader-election", f"{full}-store-secrets"], all_of(LE, "Role")
 
 @check("RBAC: leases only with leader election; no delete, no wildcard; Secrets get only")
 def _():
@@ -900,8 +941,8 @@ cmd_check() {
   check "helm template (crds.keep=false)" helm_template "$WORK/crds-no-keep.yaml" --set crds.keep=false
   check "helm template (rbac.aggregateToDefaultRoles=false)" helm_template "$WORK/no-aggregate.yaml" \
     --set rbac.aggregateToDefaultRoles=false
-  check "helm template (tenancy.tenantSecrets=false)" helm_template "$WORK/no-tenant-secrets.yaml" \
-    --set tenancy.tenantSecrets=false
+  check "helm template (tenancy.tenantSecrets=true)" helm_template "$WORK/tenant-secrets.yaml" \
+    --set tenancy.tenantSecrets=true
   check "helm template (crds.install=false)" helm_template "$WORK/crds-off.yaml" --set crds.install=false
   check "helm template (networkPolicy with empty CIDR lists)" helm_template "$WORK/no-cidrs.yaml" \
     --set networkPolicy.enabled=true --set networkPolicy.egress.dns=false \
@@ -921,7 +962,7 @@ cmd_check() {
   check "helm template (prometheusRule.selector and ruleLabels.severity set)" helm_template "$WORK/rule-selector.yaml" \
     -f "$WORK/selector-values.yaml"
   local r
-  for r in default all-on leader-cluster crds-no-keep crds-off no-cidrs no-tenant-secrets monitoring \
+  for r in default all-on leader-cluster crds-no-keep crds-off no-cidrs tenant-secrets monitoring \
       default-with-api rule-auto-absent rule-auto-present rule-selector; do
     [[ -s $WORK/$r.yaml ]] || renders_ok=false
   done
