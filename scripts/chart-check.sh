@@ -584,22 +584,65 @@ def _():
     assert ing[0]["ports"] == [{"port": "metrics", "protocol": "TCP"}, {"port": "health", "protocol": "TCP"}]
     assert ing[0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
-@check("all-on: NetworkPolicy egress to DNS, the API server, S3 (443 + extra ports) and the extra rule only")
+@check("all-on: NetworkPolicy egress to DNS, the API server, HTTPS to public addresses, the private stores and the extra rule only")
 def _():
     eg = one(A, "NetworkPolicy", full)["spec"]["egress"]
     tcp = lambda *ps: [{"port": p, "protocol": "TCP"} for p in ps]
     block = lambda *cs: [{"ipBlock": {"cidr": c}} for c in cs]
+    internet = VALUES["networkPolicy"]["egress"]["internetStores"]
     assert eg == [
         {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
         {"to": block("10.0.0.1/32", "172.18.0.0/16"), "ports": tcp(443, 6443)},
-        {"to": block("0.0.0.0/0"), "ports": tcp(443, 80, 9000)},
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": internet["ipv4Except"]}},
+                {"ipBlock": {"cidr": "2000::/3", "except": internet["ipv6Except"]}}], "ports": tcp(443)},
+        {"to": block("10.20.0.0/16"), "ports": tcp(9000, 80)},
+        {"to": block("fd00::/8"), "ports": tcp(443)},
         {"to": block("169.254.170.23/32"), "ports": tcp(80)},
     ], eg
 
-@check("networkPolicy with empty CIDR lists: no egress rule opens every destination")
+def opened(rule, address):
+    """Whether an egress rule's `to` lets `address` through (ipBlock peers only)."""
+    import ipaddress
+    ip = ipaddress.ip_address(address)
+    for peer in rule["to"]:
+        b = peer["ipBlock"]
+        net = ipaddress.ip_network(b["cidr"])
+        if ip.version == net.version and ip in net and not any(
+                ip in ipaddress.ip_network(e) for e in b.get("except", [])):
+            return True
+    return False
+
+@check("NetworkPolicy: the HTTPS rule opens no address that is not global (IANA registries, by Python's ipaddress); public stores are in it")
+def _():
+    import ipaddress
+    eg = one(A, "NetworkPolicy", full)["spec"]["egress"]
+    https = [r for r in eg if r.get("ports") == [{"port": 443, "protocol": "TCP"}]
+             and any(p["ipBlock"]["cidr"] == "0.0.0.0/0" for p in r.get("to", []))]
+    assert len(https) == 1, eg
+    rule = https[0]
+    internet = VALUES["networkPolicy"]["egress"]["internetStores"]
+    # Each except block's edges and their neighbours, and the first address of every IPv4 /16.
+    probes = [f"{a}.{b}.0.0" for a in range(256) for b in range(256)]
+    for cidr in internet["ipv4Except"] + internet["ipv6Except"] + [
+            "fc00::/7", "fe80::/10", "fec0::/10", "64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0/96", "ff00::/8"]:
+        net = ipaddress.ip_network(cidr)
+        for ip in (net.network_address, net.broadcast_address):
+            probes += [str(ip)] + [str(ip + d) for d in (-1, 1) if 0 <= int(ip) + d < 2 ** net.max_prefixlen]
+    for p in probes:
+        ip = ipaddress.ip_address(p)
+        # Multicast is "global" to Python but no store: it must be shut as well.
+        assert not opened(rule, p) or (ip.is_global and not ip.is_multicast), f"{p} is opened"
+    for p in ("127.0.0.1", "10.1.2.3", "169.254.169.254", "100.64.0.1", "198.18.0.1", "240.0.0.1",
+              "192.0.2.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "fd00::1", "fe80::1",
+              "fec0::1", "::ffff:127.0.0.1", "64:ff9b::a00:1", "2002:a00:1::1", "2001::1", "2001:db8::1"):
+        assert not opened(rule, p), f"{p} is opened"
+    for p in ("8.8.8.8", "52.95.0.1", "2600:1f18::1", "2a05:d07a:a0ff::1"):
+        assert opened(rule, p), f"{p} is shut"
+
+@check("networkPolicy with the Internet rule off and the API server through extraRules: only the extra rule, nothing opens every destination")
 def _():
     eg = one(docs("no-cidrs"), "NetworkPolicy")["spec"].get("egress") or []
-    assert eg == [], eg
+    assert eg == [{"to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}], "ports": [{"port": 6443, "protocol": "TCP"}]}], eg
 
 @check("all-on: topology spread constraint gets the pod selector")
 def _():
@@ -944,9 +987,10 @@ cmd_check() {
   check "helm template (tenancy.tenantSecrets=true)" helm_template "$WORK/tenant-secrets.yaml" \
     --set tenancy.tenantSecrets=true
   check "helm template (crds.install=false)" helm_template "$WORK/crds-off.yaml" --set crds.install=false
-  check "helm template (networkPolicy with empty CIDR lists)" helm_template "$WORK/no-cidrs.yaml" \
-    --set networkPolicy.enabled=true --set networkPolicy.egress.dns=false \
-    --set-json 'networkPolicy.egress.s3CIDRs=[]' --set-json 'networkPolicy.egress.apiServer.cidrs=[]'
+  check "helm template (networkPolicy: no DNS, no Internet rule, the API server through extraRules)" \
+    helm_template "$WORK/no-cidrs.yaml" --set networkPolicy.enabled=true --set networkPolicy.egress.dns=false \
+    --set networkPolicy.egress.internetStores.enabled=false \
+    --set-json 'networkPolicy.egress.extraRules=[{"to":[{"ipBlock":{"cidr":"172.18.0.2/32"}}],"ports":[{"port":6443,"protocol":"TCP"}]}]'
   local monitoring=(--set metrics.prometheusRule.enabled=true --set metrics.dashboard.enabled=true)
   check "helm template (alerts and dashboard on, default thresholds)" helm_template "$WORK/monitoring.yaml" \
     "${monitoring[@]}"
@@ -967,6 +1011,10 @@ cmd_check() {
     [[ -s $WORK/$r.yaml ]] || renders_ok=false
   done
 
+  check_fails "networkPolicy.enabled without the API server's addresses is refused, naming apiServer.cidrs" \
+    "networkPolicy.egress.apiServer.cidrs" helm_template /dev/null --set networkPolicy.enabled=true
+  check_fails "values schema rejects a private store without a cidr" "cidr" \
+    helm_template /dev/null --set networkPolicy.enabled=true --set-json 'networkPolicy.egress.privateStores=[{"ports":[9000]}]'
   check_fails "values schema rejects a misspelt key (replica=2)" "replica" \
     helm_template /dev/null --set replica=2
   check_fails "values schema rejects s3.putChecksum=sha256" "putChecksum" \
