@@ -251,6 +251,8 @@ GRANT_RULES = expand([
     ("", ["namespaces"], ["get", "list", "watch"]),
 ])
 STORE_SECRET_RULES = expand([("", ["secrets"], ["get"])])
+# The operator's rules where it reads no object's Secret (tenancy.tenantSecrets=false).
+OWN_RULES = OPERATOR_RULES - STORE_SECRET_RULES
 LEASE_RULES = {("coordination.k8s.io", "leases", "create", "*any*")} | {
     ("coordination.k8s.io", "leases", v, full) for v in ("get", "update", "patch")}
 
@@ -261,6 +263,22 @@ def same_rules(role, expected):
                                   for g, r, v, n in sorted(rules))
     assert actual == expected, (f"{where}: extra [{fmt(actual - expected)}], "
                                 f"missing [{fmt(expected - actual)}]")
+
+def secret_scopes(ds):
+    """Where the operator's ServiceAccount may get Secrets: "*" (every namespace) or namespaces."""
+    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
+             for d in ds if d["kind"] in ("Role", "ClusterRole")}
+    sa = {"kind": "ServiceAccount", "name": full, "namespace": release_ns}
+    scopes = set()
+    for b in ds:
+        if b["kind"] not in ("RoleBinding", "ClusterRoleBinding") or sa not in b["subjects"]:
+            continue
+        ns, ref = b["metadata"].get("namespace"), b["roleRef"]
+        role = roles.get((ref["kind"], ns if ref["kind"] == "Role" else None, ref["name"]))
+        assert role is not None, f"{b['kind']} {b['metadata']['name']} binds a role the chart does not render"
+        if ("", "secrets", "get", "*any*") in rule_set(role["rules"]):
+            scopes.add("*" if b["kind"] == "ClusterRoleBinding" else ns)
+    return scopes
 
 def binds_sa(binding, role_kind, role_name):
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role_name}, binding["roleRef"]
@@ -351,11 +369,12 @@ def _():
 
 # --- default render -------------------------------------------------------------
 
-@check("default: resources are 2 CRDs, ServiceAccount, 2 ClusterRole(Binding)s, 2 ClusterRoles for users, Service, Deployment")
+@check("default: resources are 2 CRDs, ServiceAccount, 2 ClusterRole(Binding)s, 2 ClusterRoles for users, the read-secrets ClusterRole, the store-secrets Role(Binding), Service, Deployment")
 def _():
     assert kinds(D) == sorted(["CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
                                "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-                               "ClusterRole", "ClusterRole", "Service", "Deployment"]), kinds(D)
+                               "ClusterRole", "ClusterRole", "ClusterRole", "Role", "RoleBinding",
+                               "Service", "Deployment"]), kinds(D)
 
 AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
 
@@ -443,10 +462,26 @@ def _():
     assert container(D)["resources"] == {"requests": {"cpu": "10m", "memory": "32Mi"},
                                          "limits": {"memory": "128Mi"}}
 
-@check("default: ClusterRole has exactly the operator's rules, bound to its ServiceAccount")
+@check("default: ClusterRole has exactly the operator's rules (no Secrets), bound to its ServiceAccount")
 def _():
-    same_rules(one(D, "ClusterRole", full), OPERATOR_RULES)
+    same_rules(one(D, "ClusterRole", full), OWN_RULES)
     binds_sa(one(D, "ClusterRoleBinding", full), "ClusterRole", full)
+
+@check("default: the operator gets Secrets in the release namespace only; no cluster-wide Secret get")
+def _():
+    assert secret_scopes(D) == {release_ns}, secret_scopes(D)
+    same_rules(one(D, "Role", f"{full}-store-secrets", release_ns), STORE_SECRET_RULES)
+    for role in all_of(D, "ClusterRole"):
+        if role["metadata"]["name"] != f"{full}-read-secrets":
+            assert not any(r[1] == "secrets" for r in rule_set(role["rules"])), role["metadata"]["name"]
+
+@check("default: ClusterRole <fullname>-read-secrets (get Secrets) is shipped for namespaces to bind, and bound by nothing")
+def _():
+    same_rules(one(D, "ClusterRole", f"{full}-read-secrets"), STORE_SECRET_RULES)
+    for b in all_of(D, "RoleBinding") + all_of(D, "ClusterRoleBinding"):
+        assert b["roleRef"]["name"] != f"{full}-read-secrets", b["metadata"]["name"]
+    assert f"--clusterrole={full}-read-secrets" in open(f"{chart}/templates/NOTES.txt").read().replace(
+        '{{ include "bucketcors.fullname" . }}', full)
 
 @check("default: metrics Service selects the pods on port metrics")
 def _():
@@ -549,34 +584,82 @@ def _():
     assert ing[0]["ports"] == [{"port": "metrics", "protocol": "TCP"}, {"port": "health", "protocol": "TCP"}]
     assert ing[0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
-@check("all-on: NetworkPolicy egress to DNS, the API server, S3 (443 + extra ports) and the extra rule only")
+@check("all-on: NetworkPolicy egress to DNS, the API server, HTTPS to public addresses, the private stores and the extra rule only")
 def _():
     eg = one(A, "NetworkPolicy", full)["spec"]["egress"]
     tcp = lambda *ps: [{"port": p, "protocol": "TCP"} for p in ps]
     block = lambda *cs: [{"ipBlock": {"cidr": c}} for c in cs]
+    internet = VALUES["networkPolicy"]["egress"]["internetStores"]
     assert eg == [
         {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
         {"to": block("10.0.0.1/32", "172.18.0.0/16"), "ports": tcp(443, 6443)},
-        {"to": block("0.0.0.0/0"), "ports": tcp(443, 80, 9000)},
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": internet["ipv4Except"]}},
+                {"ipBlock": {"cidr": "2000::/3", "except": internet["ipv6Except"]}}], "ports": tcp(443)},
+        {"to": block("10.20.0.0/16"), "ports": tcp(9000, 80)},
+        {"to": block("fd00::/8"), "ports": tcp(443)},
         {"to": block("169.254.170.23/32"), "ports": tcp(80)},
     ], eg
 
-@check("networkPolicy with empty CIDR lists: no egress rule opens every destination")
+def opened(rule, address):
+    """Whether an egress rule's `to` lets `address` through (ipBlock peers only)."""
+    import ipaddress
+    ip = ipaddress.ip_address(address)
+    for peer in rule["to"]:
+        b = peer["ipBlock"]
+        net = ipaddress.ip_network(b["cidr"])
+        if ip.version == net.version and ip in net and not any(
+                ip in ipaddress.ip_network(e) for e in b.get("except", [])):
+            return True
+    return False
+
+@check("NetworkPolicy: the HTTPS rule opens no address that is not global (IANA registries, by Python's ipaddress); public stores are in it")
+def _():
+    import ipaddress
+    eg = one(A, "NetworkPolicy", full)["spec"]["egress"]
+    https = [r for r in eg if r.get("ports") == [{"port": 443, "protocol": "TCP"}]
+             and any(p["ipBlock"]["cidr"] == "0.0.0.0/0" for p in r.get("to", []))]
+    assert len(https) == 1, eg
+    rule = https[0]
+    internet = VALUES["networkPolicy"]["egress"]["internetStores"]
+    # Each except block's edges and their neighbours, and the first address of every IPv4 /16.
+    probes = [f"{a}.{b}.0.0" for a in range(256) for b in range(256)]
+    for cidr in internet["ipv4Except"] + internet["ipv6Except"] + [
+            "fc00::/7", "fe80::/10", "fec0::/10", "64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0/96", "ff00::/8"]:
+        net = ipaddress.ip_network(cidr)
+        for ip in (net.network_address, net.broadcast_address):
+            probes += [str(ip)] + [str(ip + d) for d in (-1, 1) if 0 <= int(ip) + d < 2 ** net.max_prefixlen]
+    for p in probes:
+        ip = ipaddress.ip_address(p)
+        # Multicast is "global" to Python but no store: it must be shut as well.
+        assert not opened(rule, p) or (ip.is_global and not ip.is_multicast), f"{p} is opened"
+    for p in ("127.0.0.1", "10.1.2.3", "169.254.169.254", "100.64.0.1", "198.18.0.1", "240.0.0.1",
+              "192.0.2.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "fd00::1", "fe80::1",
+              "fec0::1", "::ffff:127.0.0.1", "64:ff9b::a00:1", "2002:a00:1::1", "2001::1", "2001:db8::1"):
+        assert not opened(rule, p), f"{p} is opened"
+    for p in ("8.8.8.8", "52.95.0.1", "2600:1f18::1", "2a05:d07a:a0ff::1"):
+        assert opened(rule, p), f"{p} is shut"
+
+@check("networkPolicy with the Internet rule off and the API server through extraRules: only the extra rule, nothing opens every destination")
 def _():
     eg = one(docs("no-cidrs"), "NetworkPolicy")["spec"].get("egress") or []
-    assert eg == [], eg
+    assert eg == [{"to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}], "ports": [{"port": 6443, "protocol": "TCP"}]}], eg
 
 @check("all-on: topology spread constraint gets the pod selector")
 def _():
     tsc = pod_spec(A)["topologySpreadConstraints"]
     assert tsc[0]["labelSelector"] == {"matchLabels": one(A, "Deployment")["spec"]["selector"]["matchLabels"]}
 
-@check("tenancy.tenantSecrets=false: no Secret access cluster-wide; store Secrets only in the release namespace")
+@check("tenancy.tenantSecrets=true (opt-in): get on Secrets in every namespace; no store-secrets Role, no read-secrets role")
 def _():
-    ds = docs("no-tenant-secrets")
-    same_rules(one(ds, "ClusterRole", full), OPERATOR_RULES - expand([("", ["secrets"], ["get"])]))
-    same_rules(one(ds, "Role", f"{full}-store-secrets", release_ns), STORE_SECRET_RULES)
-    binds_sa(one(ds, "RoleBinding", f"{full}-store-secrets", release_ns), "Role", f"{full}-store-secrets")
+    ds = docs("tenant-secrets")
+    same_rules(one(ds, "ClusterRole", full), OPERATOR_RULES)
+    assert secret_scopes(ds) == {"*"}, secret_scopes(ds)
+    names = [d["metadata"]["name"] for d in all_of(ds, "Role") + all_of(ds, "ClusterRole")]
+    assert f"{full}-store-secrets" not in names and f"{full}-read-secrets" not in names, names
+
+@check("all-on (watchNamespaces, tenantSecrets): Secrets in the watched namespaces and the release namespace only")
+def _():
+    assert secret_scopes(A) == {"team-a", "team-b", release_ns}, secret_scopes(A)
 
 # --- alerts and dashboard ---------------------------------------------------------
 
@@ -769,9 +852,10 @@ RENDERS = {"default": D, "all-on": A, "leader-cluster": LE}
 
 @check("leader election cluster-wide: ClusterRole without leases, Lease Role in the release namespace")
 def _():
-    same_rules(one(LE, "ClusterRole", full), OPERATOR_RULES)
+    same_rules(one(LE, "ClusterRole", full), OWN_RULES)
     same_rules(one(LE, "Role", f"{full}-leader-election", release_ns), LEASE_RULES)
-    assert len(all_of(LE, "Role")) == 1
+    assert sorted(r["metadata"]["name"] for r in all_of(LE, "Role")) == [
+        f"{full}-leader-election", f"{full}-store-secrets"], all_of(LE, "Role")
 
 @check("RBAC: leases only with leader election; no delete, no wildcard; Secrets get only")
 def _():
@@ -900,12 +984,13 @@ cmd_check() {
   check "helm template (crds.keep=false)" helm_template "$WORK/crds-no-keep.yaml" --set crds.keep=false
   check "helm template (rbac.aggregateToDefaultRoles=false)" helm_template "$WORK/no-aggregate.yaml" \
     --set rbac.aggregateToDefaultRoles=false
-  check "helm template (tenancy.tenantSecrets=false)" helm_template "$WORK/no-tenant-secrets.yaml" \
-    --set tenancy.tenantSecrets=false
+  check "helm template (tenancy.tenantSecrets=true)" helm_template "$WORK/tenant-secrets.yaml" \
+    --set tenancy.tenantSecrets=true
   check "helm template (crds.install=false)" helm_template "$WORK/crds-off.yaml" --set crds.install=false
-  check "helm template (networkPolicy with empty CIDR lists)" helm_template "$WORK/no-cidrs.yaml" \
-    --set networkPolicy.enabled=true --set networkPolicy.egress.dns=false \
-    --set-json 'networkPolicy.egress.s3CIDRs=[]' --set-json 'networkPolicy.egress.apiServer.cidrs=[]'
+  check "helm template (networkPolicy: no DNS, no Internet rule, the API server through extraRules)" \
+    helm_template "$WORK/no-cidrs.yaml" --set networkPolicy.enabled=true --set networkPolicy.egress.dns=false \
+    --set networkPolicy.egress.internetStores.enabled=false \
+    --set-json 'networkPolicy.egress.extraRules=[{"to":[{"ipBlock":{"cidr":"172.18.0.2/32"}}],"ports":[{"port":6443,"protocol":"TCP"}]}]'
   local monitoring=(--set metrics.prometheusRule.enabled=true --set metrics.dashboard.enabled=true)
   check "helm template (alerts and dashboard on, default thresholds)" helm_template "$WORK/monitoring.yaml" \
     "${monitoring[@]}"
@@ -921,11 +1006,15 @@ cmd_check() {
   check "helm template (prometheusRule.selector and ruleLabels.severity set)" helm_template "$WORK/rule-selector.yaml" \
     -f "$WORK/selector-values.yaml"
   local r
-  for r in default all-on leader-cluster crds-no-keep crds-off no-cidrs no-tenant-secrets monitoring \
+  for r in default all-on leader-cluster crds-no-keep crds-off no-cidrs tenant-secrets monitoring \
       default-with-api rule-auto-absent rule-auto-present rule-selector; do
     [[ -s $WORK/$r.yaml ]] || renders_ok=false
   done
 
+  check_fails "networkPolicy.enabled without the API server's addresses is refused, naming apiServer.cidrs" \
+    "networkPolicy.egress.apiServer.cidrs" helm_template /dev/null --set networkPolicy.enabled=true
+  check_fails "values schema rejects a private store without a cidr" "cidr" \
+    helm_template /dev/null --set networkPolicy.enabled=true --set-json 'networkPolicy.egress.privateStores=[{"ports":[9000]}]'
   check_fails "values schema rejects a misspelt key (replica=2)" "replica" \
     helm_template /dev/null --set replica=2
   check_fails "values schema rejects s3.putChecksum=sha256" "putChecksum" \

@@ -11,8 +11,9 @@
 #   - the chart as shipped is refused by this v1.20 cluster (kubeVersion >=1.25); the
 #     BucketCors and ClusterBucketStore CRDs are applied to the CRD server (v1.36,
 #     aggregated behind kube-apiserver), and a copy of the chart that differs only in
-#     kubeVersion is installed with crds.install=false, the image reference and the
-#     tenancy values an in-cluster http endpoint needs;
+#     kubeVersion is installed with crds.install=false, the image reference, the
+#     tenancy values an in-cluster http endpoint needs, and tenantSecrets=true (the tenants
+#     below name Secrets of their own namespaces);
 #   - the pod Running and Ready through its probes, the security context in force in the
 #     running container (/proc of its process, through the CRI's PID), exec works and
 #     finds no shell;
@@ -315,10 +316,13 @@ install_checks() {
   check "kube-apiserver serves bucketcors.dev through the aggregator" \
     wait_for 120 "APIService v1alpha1.bucketcors.dev Available" aggregated
 
+  # The tenants below name Secrets of their own namespaces: the operator reads them only with
+  # tenantSecrets (off by default).
   INSTALL_ARGS=(-n "$RELEASE_NS" --set image.repository=localhost/bucketcors --set crds.install=false
-    --set tenancy.allowHttpEndpoints=true --set "tenancy.allowedEndpointRanges[0]=$HOST_ADDRESS/32")
+    --set tenancy.allowHttpEndpoints=true --set "tenancy.allowedEndpointRanges[0]=$HOST_ADDRESS/32"
+    --set tenancy.tenantSecrets=true)
   local start=$SECONDS
-  check "helm install (chart defaults, image localhost/bucketcors, crds.install=false, http endpoint on $HOST_ADDRESS allowed)" \
+  check "helm install (chart defaults, image localhost/bucketcors, crds.install=false, http endpoint on $HOST_ADDRESS allowed, tenantSecrets=true)" \
     helm_ install "$RELEASE" "$copy" --create-namespace "${INSTALL_ARGS[@]}" --wait --timeout 4m
   check "the operator pod is Running and Ready through its probes ($((SECONDS - start))s after helm install)" \
     wait_for 120 "one Ready operator pod" pods_ready 1

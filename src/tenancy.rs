@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::CustomResource;
@@ -386,8 +386,14 @@ impl std::str::FromStr for Cidr {
 }
 
 impl Cidr {
+    /// Whether `ip` is in the range, as written or as the IPv4 address it stands for
+    /// (`::ffff:10.0.0.1` and `64:ff9b::10.0.0.1` are in `10.0.0.0/8`).
     fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
+        self.holds(ip) || self.holds(canonical(ip))
+    }
+
+    fn holds(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX
                     .checked_shl(32 - u32::from(self.prefix))
@@ -405,86 +411,130 @@ impl Cidr {
     }
 }
 
-/// IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are their IPv4 address.
+/// An IPv6 address that stands for an IPv4 address is that address: IPv4-mapped
+/// (`::ffff:127.0.0.1`, RFC 4291) and the NAT64 well-known prefix (`64:ff9b::127.0.0.1`,
+/// RFC 6052), which a NAT64 gateway turns into the IPv4 address inside.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => inner_ipv4(v6).map_or(ip, IpAddr::V4),
         v4 => v4,
     }
 }
 
-/// The range an address is refused for, if it is in one: addresses inside the cluster and
-/// the machine rather than on a store.
+fn inner_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let bits = u128::from(v6);
+    // 64:ff9b::/96: the last 32 bits are the IPv4 address.
+    (bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000).then(|| Ipv4Addr::from(bits as u32))
+}
+
+/// The range an address is refused for, if it is in one: every address that is not a global
+/// unicast address of the Internet. That is the machine (loopback), the cloud's metadata
+/// (link-local), private networks, multicast, and every block of IANA's special-purpose
+/// address registries, which `iprfc` carries as tables generated from them:
+/// <https://www.iana.org/assignments/iana-ipv4-special-registry/> (0.0.0.0/8, 100.64.0.0/10,
+/// 192.0.0.0/24, the documentation blocks, 198.18.0.0/15, 240.0.0.0/4, the broadcast address...)
+/// and <https://www.iana.org/assignments/iana-ipv6-special-registry/> (64:ff9b:1::/48,
+/// 2001::/23 with Teredo, 2001:db8::/32, 2002::/16 6to4, 3fff::/20, fc00::/7...). IPv6 beyond
+/// 2000::/3 is refused too: IANA's IPv6 address space registry allocates global unicast
+/// addresses from 2000::/3 only (<https://www.iana.org/assignments/ipv6-address-space/>), the
+/// rest is reserved, deprecated (site-local fec0::/10, IPv4-compatible ::/96) or local. An
+/// IPv6 address that stands for an IPv4 address (IPv4-mapped, NAT64) is judged by that address.
 pub fn refused_range(ip: IpAddr) -> Option<&'static str> {
     match canonical(ip) {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            if v4.is_loopback() {
-                Some("loopback")
-            } else if v4.is_link_local() {
-                Some("link-local (cloud metadata)")
-            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
-                Some("private")
-            } else if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() || a == 0 {
-                Some("unspecified, broadcast or multicast")
-            } else {
-                None
-            }
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            if v6.is_loopback() {
-                Some("loopback")
-            } else if first & 0xffc0 == 0xfe80 {
-                Some("link-local (cloud metadata)")
-            } else if first & 0xfe00 == 0xfc00 {
-                Some("private")
-            } else if v6.is_unspecified() || v6.is_multicast() {
-                Some("unspecified or multicast")
-            } else {
-                None
-            }
-        }
+        IpAddr::V4(v4) => refused_v4(v4),
+        IpAddr::V6(v6) => refused_v6(v6),
     }
+}
+
+const SPECIAL: &str = "special-purpose (IANA registry)";
+const LINK_LOCAL: &str = "link-local (cloud metadata)";
+
+fn refused_v4(v4: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = v4.octets();
+    Some(if v4.is_loopback() {
+        "loopback"
+    } else if v4.is_link_local() {
+        LINK_LOCAL
+    } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+        "private"
+    } else if v4.is_multicast() {
+        "multicast"
+    } else if iprfc::RFC6890.contains(&IpAddr::V4(v4)) {
+        SPECIAL
+    } else {
+        return None;
+    })
+}
+
+fn refused_v6(v6: Ipv6Addr) -> Option<&'static str> {
+    let first = v6.segments()[0];
+    Some(if v6.is_loopback() {
+        "loopback"
+    } else if first & 0xffc0 == 0xfe80 {
+        LINK_LOCAL
+    } else if first & 0xfe00 == 0xfc00 {
+        "private"
+    } else if v6.is_multicast() {
+        "multicast"
+    } else if first & 0xffc0 == 0xfec0 {
+        "site-local"
+    } else if !v6.is_unspecified() && u128::from(v6) >> 32 == 0 {
+        "IPv4-compatible"
+    } else if iprfc::RFC6890.contains(&IpAddr::V6(v6)) {
+        SPECIAL
+    } else if first & 0xe000 != 0x2000 {
+        "reserved (not global unicast)"
+    } else {
+        return None;
+    })
 }
 
 impl EndpointPolicy {
     /// Checks an endpoint URL before any connection: its scheme, and its host when it is an
-    /// address. A host name is checked again on every connection, against what it resolves to.
+    /// address. The host is read as the SDK reads it (the URL standard's parser), so every
+    /// spelling of an address is one: `2130706433`, `0x7f000001`, `0177.0.0.1` and `127.1`
+    /// are 127.0.0.1. A host name is checked again on every connection, against what it
+    /// resolves to.
     pub fn check_url(&self, endpoint: &str) -> Result<(), Denial> {
-        let refuse = |why: String| Err(Denial::EndpointNotAllowed(why));
-        let Some((scheme, rest)) = endpoint.split_once("://") else {
-            return refuse(format!("spec.endpoint: {endpoint:?} is not an http(s) URL"));
+        let refuse = |why: &str| {
+            Err(Denial::EndpointNotAllowed(format!(
+                "spec.endpoint: {endpoint:?} {why}"
+            )))
         };
-        match scheme.to_ascii_lowercase().as_str() {
+        let Ok(url) = url::Url::parse(endpoint) else {
+            return refuse("is not an http(s) URL");
+        };
+        match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
             "http" => {
-                return refuse(format!(
-                    "spec.endpoint: {endpoint:?} is plain http; the operator allows only https endpoints for objects with their own credentials"
-                ));
+                return refuse(
+                    "is plain http; the operator allows only https endpoints for objects with their own credentials",
+                );
             }
-            _ => return refuse(format!("spec.endpoint: {endpoint:?} is not an http(s) URL")),
+            _ => return refuse("is not an http(s) URL"),
         }
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let host = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or_default(),
-            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+            Some(url::Host::Domain(_)) => return Ok(()),
+            None => return refuse("has no host"),
         };
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            self.check_ip(ip).map_err(|why| {
-                Denial::EndpointNotAllowed(format!("spec.endpoint: {endpoint:?} {why}"))
-            })?;
-        }
-        Ok(())
+        self.check_ip(ip).or_else(|why| refuse(&why))
     }
 
     /// Whether a connection may go to `ip`.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        let shown = match canonical(ip) {
+            inner if inner != ip => format!("{ip}, which stands for {inner}"),
+            _ => ip.to_string(),
+        };
         match refused_range(ip) {
             Some(range) if !self.allowed.iter().any(|c| c.contains(ip)) => Err(format!(
-                "is in a {range} address range ({ip}), which the operator does not send requests to unless an administrator allows it"
+                "is in the {range} range ({shown}), which the operator does not send requests to unless an administrator allows it"
             )),
             _ => Ok(()),
         }
@@ -684,7 +734,7 @@ mod tests {
     fn the_endpoint_policy_refuses_plain_http_and_inner_addresses_unless_allowed() {
         let strict = EndpointPolicy::default();
         assert_eq!(strict.check_url("https://s3.nl-ams.scw.cloud"), Ok(()));
-        assert_eq!(strict.check_url("https://203.0.113.7:9000/"), Ok(()));
+        assert_eq!(strict.check_url("https://52.95.0.1:9000/"), Ok(()));
         for refused in [
             "http://s3.example.com",
             "ftp://s3.example.com",
@@ -714,6 +764,236 @@ mod tests {
         assert_eq!(open.check_url("https://[fd00::1]"), Ok(()));
         assert!(open.check_url("http://127.0.0.2:9000").is_err());
         assert!(open.check_url("http://[::1]:9000").is_err());
+    }
+
+    /// Each row: a range, an address in it, and the range the refusal names.
+    fn refused_in(rows: &[(&str, &str, &str)]) {
+        let strict = EndpointPolicy::default();
+        for (range, address, named) in rows {
+            let ip: IpAddr = address.parse().unwrap();
+            assert_eq!(refused_range(ip), Some(*named), "{range}: {address}");
+            let why = strict.check_ip(ip).expect_err(address);
+            assert!(
+                why.contains(named) && why.contains(&ip.to_string()),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_block_of_the_iana_ipv4_special_purpose_registry_is_refused() {
+        refused_in(&[
+            ("0.0.0.0/8 this network", "0.1.2.3", SPECIAL),
+            ("0.0.0.0/32 this host", "0.0.0.0", SPECIAL),
+            ("10.0.0.0/8 private", "10.1.2.3", "private"),
+            ("100.64.0.0/10 shared (CGNAT)", "100.127.255.254", "private"),
+            ("127.0.0.0/8 loopback", "127.255.0.1", "loopback"),
+            ("169.254.0.0/16 link-local", "169.254.169.254", LINK_LOCAL),
+            ("172.16.0.0/12 private", "172.31.0.1", "private"),
+            (
+                "192.0.0.0/24 IETF protocol assignments",
+                "192.0.0.8",
+                SPECIAL,
+            ),
+            ("192.0.0.9/32 port control anycast", "192.0.0.9", SPECIAL),
+            ("192.0.2.0/24 documentation", "192.0.2.10", SPECIAL),
+            ("192.31.196.0/24 AS112", "192.31.196.1", SPECIAL),
+            ("192.52.193.0/24 AMT", "192.52.193.1", SPECIAL),
+            ("192.88.99.0/24 6to4 relay anycast", "192.88.99.1", SPECIAL),
+            ("192.168.0.0/16 private", "192.168.1.1", "private"),
+            (
+                "192.175.48.0/24 AS112 direct delegation",
+                "192.175.48.1",
+                SPECIAL,
+            ),
+            ("198.18.0.0/15 benchmarking", "198.19.255.254", SPECIAL),
+            ("198.51.100.0/24 documentation", "198.51.100.1", SPECIAL),
+            ("203.0.113.0/24 documentation", "203.0.113.7", SPECIAL),
+            ("224.0.0.0/4 multicast", "239.255.255.250", "multicast"),
+            ("240.0.0.0/4 reserved", "240.0.0.1", SPECIAL),
+            ("240.0.0.0/4 reserved, top", "255.255.255.254", SPECIAL),
+            ("255.255.255.255/32 broadcast", "255.255.255.255", SPECIAL),
+        ]);
+    }
+
+    #[test]
+    fn every_block_of_the_iana_ipv6_special_purpose_registry_is_refused() {
+        refused_in(&[
+            ("::1/128 loopback", "::1", "loopback"),
+            ("::/128 unspecified", "::", SPECIAL),
+            (
+                "64:ff9b:1::/48 local-use NAT64",
+                "64:ff9b:1::808:808",
+                SPECIAL,
+            ),
+            ("100::/64 discard-only", "100::1", SPECIAL),
+            ("100:0:0:1::/64 dummy prefix", "100:0:0:1::1", SPECIAL),
+            ("2001::/23 IETF protocol assignments", "2001:2::1", SPECIAL),
+            (
+                "2001::/32 Teredo",
+                "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+                SPECIAL,
+            ),
+            ("2001:20::/28 ORCHIDv2", "2001:20::1", SPECIAL),
+            ("2001:db8::/32 documentation", "2001:db8::1", SPECIAL),
+            ("2002::/16 6to4", "2002:c000:204::1", SPECIAL),
+            (
+                "2002::/16 6to4 of a public address",
+                "2002:808:808::1",
+                SPECIAL,
+            ),
+            ("2620:4f:8000::/48 AS112", "2620:4f:8000::1", SPECIAL),
+            ("3fff::/20 documentation", "3fff::1", SPECIAL),
+            ("fc00::/7 unique local", "fd00::1", "private"),
+            ("fe80::/10 link-local", "fe80::1", LINK_LOCAL),
+        ]);
+    }
+
+    #[test]
+    fn ipv6_beyond_global_unicast_is_refused() {
+        refused_in(&[
+            ("fec0::/10 site-local (deprecated)", "fec0::1", "site-local"),
+            ("ff00::/8 multicast", "ff02::1", "multicast"),
+            ("::/96 IPv4-compatible", "::127.0.0.1", "IPv4-compatible"),
+            (
+                "::/96 IPv4-compatible of a public address",
+                "::8.8.8.8",
+                "IPv4-compatible",
+            ),
+            (
+                "::/8 reserved",
+                "::1:0:0:1",
+                "reserved (not global unicast)",
+            ),
+            (
+                "4000::/3 reserved",
+                "4000::1",
+                "reserved (not global unicast)",
+            ),
+            (
+                "e000::/4 reserved",
+                "e000::1",
+                "reserved (not global unicast)",
+            ),
+        ]);
+        // 5f00::/16 (SRv6 SIDs) is refused, by the registry or by being beyond 2000::/3.
+        assert!(refused_range("5f00::1".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn an_ipv6_address_that_stands_for_an_ipv4_address_is_judged_by_it() {
+        refused_in(&[
+            (
+                "::ffff:0:0/96 mapped loopback",
+                "::ffff:127.0.0.1",
+                "loopback",
+            ),
+            ("::ffff:0:0/96 mapped private", "::ffff:10.0.0.1", "private"),
+            (
+                "64:ff9b::/96 NAT64 of loopback",
+                "64:ff9b::127.0.0.1",
+                "loopback",
+            ),
+            (
+                "64:ff9b::/96 NAT64 of metadata",
+                "64:ff9b::a9fe:a9fe",
+                LINK_LOCAL,
+            ),
+            (
+                "64:ff9b::/96 NAT64 of benchmarking",
+                "64:ff9b::198.18.0.1",
+                SPECIAL,
+            ),
+        ]);
+        let why = EndpointPolicy::default()
+            .check_ip("64:ff9b::7f00:1".parse().unwrap())
+            .unwrap_err();
+        assert!(
+            why.contains("(64:ff9b::7f00:1, which stands for 127.0.0.1)"),
+            "{why}"
+        );
+        // A public address inside is a public address (a NAT64 gateway reaches it).
+        for public in ["::ffff:8.8.8.8", "64:ff9b::8.8.8.8"] {
+            assert_eq!(refused_range(public.parse().unwrap()), None, "{public}");
+        }
+        // An allowed IPv4 range allows its addresses in both IPv6 forms.
+        let policy = EndpointPolicy {
+            allow_http: false,
+            allowed: vec!["10.20.0.0/16".parse().unwrap()],
+        };
+        for inside in ["10.20.0.1", "::ffff:10.20.0.1", "64:ff9b::10.20.0.1"] {
+            assert_eq!(policy.check_ip(inside.parse().unwrap()), Ok(()), "{inside}");
+        }
+        assert!(
+            policy
+                .check_ip("64:ff9b::10.21.0.1".parse().unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn global_unicast_addresses_next_to_refused_ranges_pass() {
+        for address in [
+            "8.8.8.8",
+            "52.95.0.1",
+            "1.0.0.0",
+            "9.255.255.255",
+            "11.0.0.0",
+            "100.63.255.255",
+            "100.128.0.0",
+            "126.255.255.255",
+            "128.0.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "192.0.1.255",
+            "192.0.3.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "223.255.255.255",
+            "2a05:d07a:a0ff::1",
+            "2600:1f18::1",
+            "2001:200::1",
+            "2001:dba::1",
+            "2003::1",
+            "3ffe:ffff::1",
+        ] {
+            assert_eq!(refused_range(address.parse().unwrap()), None, "{address}");
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_an_address_in_a_url_is_that_address() {
+        let strict = EndpointPolicy {
+            allow_http: true,
+            allowed: vec![],
+        };
+        for (url, named) in [
+            ("http://2130706433/", "(127.0.0.1)"),
+            ("http://0x7f000001:9000", "(127.0.0.1)"),
+            ("http://0x7F.0.0.1", "(127.0.0.1)"),
+            ("http://0177.0.0.1", "(127.0.0.1)"),
+            ("http://017700000001", "(127.0.0.1)"),
+            ("http://127.1", "(127.0.0.1)"),
+            ("http://127.0.1", "(127.0.0.1)"),
+            ("http://169.16689662/latest", "(169.254.169.254)"),
+            ("HTTP://LOCALHOST.0x7f000001", "not an http(s) URL"),
+            ("http://[::ffff:7f00:1]", "(::ffff:127.0.0.1, "),
+            ("http://[0:0:0:0:0:ffff:127.0.0.1]", "(::ffff:127.0.0.1, "),
+            ("http://[::127.0.0.1]", "IPv4-compatible"),
+            ("http://[64:ff9b::127.0.0.1]", "which stands for 127.0.0.1"),
+            ("http://[2002:7f00:1::]", SPECIAL),
+            ("https://user:pw@0x7f000001", "(127.0.0.1)"),
+        ] {
+            let denial = strict.check_url(url).expect_err(url);
+            assert!(matches!(denial, Denial::EndpointNotAllowed(_)), "{url}");
+            let text = denial.to_string();
+            assert!(text.contains(named), "{url}: {text}");
+            assert!(text.starts_with("spec.endpoint: "), "{text}");
+        }
+        // Names stay names: they are checked where the connection is made.
+        for url in ["https://s3.example.com", "https://0x7f000001.example.com"] {
+            assert_eq!(strict.check_url(url), Ok(()), "{url}");
+        }
     }
 
     #[test]

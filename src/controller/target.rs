@@ -180,8 +180,16 @@ async fn read_secret<S>(
             )));
         }
         Err(kube::Error::Api(status)) if status.code == 403 => {
+            // A store's Secret is the administrator's to fix; an object's own, its namespace's.
+            let grant = if namespace == ctx.settings.tenancy.secrets_namespace {
+                String::new()
+            } else {
+                format!(
+                    "; an admin of namespace {namespace} grants it with a RoleBinding there to the ClusterRole <release>-read-secrets that the operator's Helm chart ships (get on Secrets) for the operator's ServiceAccount, or the object goes through a ClusterBucketStore (spec.storeRef)"
+                )
+            };
             return Err(missing(format!(
-                "the operator may not read Secret {namespace}/{}: {}",
+                "the operator may not read Secret {namespace}/{} ({}){grant}",
                 secret_ref.name, status.message
             )));
         }

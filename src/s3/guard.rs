@@ -193,4 +193,19 @@ mod tests {
         let found = allowed.resolve_dns("localhost").await.unwrap();
         assert!(found.iter().all(IpAddr::is_loopback), "{found:?}");
     }
+
+    /// The URL check reads these spellings as 127.0.0.1 before any connection; should one
+    /// still reach the resolver as a name, the system's resolver reads it as an address too
+    /// and the answer is refused.
+    #[tokio::test]
+    async fn numeric_spellings_that_reach_the_resolver_are_refused_by_their_answer() {
+        let resolver = Resolver {
+            policy: Arc::new(EndpointPolicy::default()),
+        };
+        for name in ["2130706433", "0x7f000001", "0177.0.0.1", "127.1"] {
+            let err = resolver.resolve_dns(name).await.unwrap_err();
+            let why = refusal(&err).expect("the refusal is among the causes");
+            assert!(why.contains("loopback range (127.0.0.1)"), "{name}: {why}");
+        }
+    }
 }

@@ -837,3 +837,236 @@ async fn a_refused_assume_role_shows_the_tenant_no_arn() {
     );
     assert_eq!(moto.cors_writes(&bucket), 0);
 }
+
+/// Every way of writing a refused address in a URL, and the addresses that carry an inner one
+/// (NAT64, 6to4, IPv4-compatible, IPv4-mapped) or sit in a special-purpose range: each object
+/// is `EndpointNotAllowed` from its URL, before any lookup or connection, and the listener on
+/// the loopback address they all spell sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_an_inner_address_is_refused_from_the_url_and_nothing_connects() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let h = secure(|s| {
+        s.tenancy.endpoint_policy = EndpointPolicy {
+            allow_http: true,
+            allowed: vec![],
+        };
+    })
+    .await;
+    h.create_credentials_secret("own", "AKIAOWN", "own").await;
+    let cases = [
+        ("decimal", "2130706433", "loopback"),
+        ("hex", "0x7f000001", "loopback"),
+        ("hex-dotted", "0x7f.0.0.1", "loopback"),
+        ("octal", "0177.0.0.1", "loopback"),
+        ("short", "127.1", "loopback"),
+        ("mapped", "[::ffff:7f00:1]", "loopback"),
+        ("compatible", "[::127.0.0.1]", "IPv4-compatible"),
+        ("nat64", "[64:ff9b::7f00:1]", "loopback"),
+        ("nat64-local", "[64:ff9b:1::7f00:1]", "special-purpose"),
+        ("sixtofour", "[2002:7f00:1::1]", "special-purpose"),
+        ("teredo", "[2001::7f00:1]", "special-purpose"),
+        ("site-local", "[fec0::1]", "site-local"),
+        ("benchmarking", "198.18.0.1", "special-purpose"),
+        ("reserved", "240.0.0.1", "special-purpose"),
+    ];
+    for (name, host, _) in cases {
+        let mut spec = h.spec_with_secret("inner-bucket", rules("https://a.example.com"), "own");
+        spec.endpoint = Some(format!("http://{host}:{port}"));
+        h.create(name, spec).await;
+    }
+    for (name, host, range) in cases {
+        let refused = h.wait_reason(name, "EndpointNotAllowed").await;
+        let message = &refused.ready_condition().unwrap().message;
+        // Refused from the URL (the check names the field), not by a lookup of the host.
+        assert!(
+            message.starts_with(&format!("spec.endpoint: \"http://{host}:{port}\"")),
+            "{name}: {message}"
+        );
+        assert!(message.contains(range), "{name}: {message}");
+    }
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no connection reached {:?}",
+        listener.local_addr()
+    );
+}
+
+/// `kubectl auth can-i VERB secrets -n NAMESPACE --as WHO`: the first line of the answer.
+fn can_get_secrets(h: &Harness, who: &str, namespace: &str) -> String {
+    let args = [
+        "auth", "can-i", "--as", who, "get", "secrets", "-n", namespace,
+    ];
+    let (_, output) = h.cluster.kubectl_with_input(&args, "");
+    output.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+/// A kubeconfig that authenticates as ServiceAccount `namespace/name`, with a token the API
+/// server issues, as the pod would.
+async fn kubeconfig_of(h: &Harness, namespace: &str, name: &str, path: &std::path::Path) {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: Api<ServiceAccount> = Api::namespaced(h.client.clone(), namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let mut kubeconfig: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&h.cluster.kubeconfig).unwrap()).unwrap();
+    kubeconfig["users"][0]["user"] = serde_json::json!({ "token": token });
+    std::fs::write(path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+}
+
+/// The chart's default install reads no Secret outside its own namespace, kube-system
+/// included. An object naming its own Secret says which Secret it cannot read and how its
+/// namespace grants it; once the namespace's admin binds the chart's `-read-secrets`
+/// ClusterRole to the operator there, the operator (run with the chart's ServiceAccount
+/// token) reads it and applies the rules, and still reads no other namespace's Secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_the_chart_reads_no_tenant_secret_until_its_namespace_grants_it() {
+    let h = Harness::without_controller().await;
+    let release = Harness::new_namespace("release").await;
+    let dir = std::env::temp_dir().join(unique_name("rbac-default"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fullname = format!("bc-{release}");
+    let docs = crate::operator::render_chart_with(
+        &release,
+        &dir.join("render.yaml"),
+        &format!("fullnameOverride: {fullname}\ncrds:\n  install: false\n"),
+    );
+    let access: Vec<&serde_json::Value> = docs
+        .iter()
+        .filter(|d| {
+            [
+                "ServiceAccount",
+                "Role",
+                "RoleBinding",
+                "ClusterRole",
+                "ClusterRoleBinding",
+            ]
+            .contains(&d["kind"].as_str().unwrap_or(""))
+        })
+        .collect();
+    let manifest =
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": access}).to_string();
+    let (ok, output) = h
+        .cluster
+        .kubectl_with_input(&["apply", "-f", "-"], &manifest);
+    assert!(ok, "{output}");
+    let operator = format!("system:serviceaccount:{release}:{fullname}");
+    for (namespace, expected) in [
+        (release.as_str(), "yes"),
+        (h.namespace.as_str(), "no"),
+        ("default", "no"),
+        ("kube-system", "no"),
+    ] {
+        assert_eq!(
+            can_get_secrets(&h, &operator, namespace),
+            expected,
+            "the default install: get secrets in {namespace}"
+        );
+    }
+
+    // The operator as the chart runs it (the ServiceAccount's token, its namespace), secure.
+    let kubeconfig = dir.join("kubeconfig");
+    kubeconfig_of(&h, &release, &fullname, &kubeconfig).await;
+    let log = std::env::temp_dir().join(format!("{}.log", unique_name("rbac-default")));
+    let mut op = OperatorProcess::start(
+        &kubeconfig,
+        &[
+            "--namespace",
+            &h.namespace,
+            "--resync-interval",
+            "2s",
+            "--allow-http-endpoints",
+            "--allow-endpoint-range",
+            "127.0.0.1/32",
+        ],
+        &[
+            ("BUCKETCORS_SINGLE_TENANT", "false"),
+            ("POD_NAMESPACE", &release),
+        ],
+        log,
+    );
+    h.create_credentials_secret("own", "AKIAOWN", "own").await;
+    let bucket = Moto::shared().new_bucket("tenant-secret").await;
+    h.create(
+        "web",
+        h.spec_with_secret(&bucket, rules("https://a.example.com"), "own"),
+    )
+    .await;
+    let refused = h.wait_reason("web", "CredentialsNotFound").await;
+    let message = &refused.ready_condition().unwrap().message;
+    for words in [
+        format!("Secret {}/own", h.namespace),
+        "RoleBinding".to_owned(),
+        "-read-secrets".to_owned(),
+        "ClusterBucketStore".to_owned(),
+    ] {
+        assert!(message.contains(&words), "{words:?} in {message}");
+    }
+
+    // The namespace's admin (who may do anything in it, and nothing elsewhere) grants it.
+    let admin = format!("admin-{}", h.namespace);
+    let role = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "team-everything", "namespace": h.namespace},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "team-everything", "namespace": h.namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "team-everything"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": admin}],
+        },
+    ]})
+    .to_string();
+    let (ok, output) = h.cluster.kubectl_with_input(&["apply", "-f", "-"], &role);
+    assert!(ok, "{output}");
+    let clusterrole = format!("--clusterrole={fullname}-read-secrets");
+    let account = format!("--serviceaccount={release}:{fullname}");
+    let (ok, output) = h.cluster.kubectl_with_input(
+        &[
+            "--as",
+            &admin,
+            "create",
+            "rolebinding",
+            "bucketcors-read-secrets",
+            "-n",
+            &h.namespace,
+            &clusterrole,
+            &account,
+        ],
+        "",
+    );
+    assert!(ok, "the namespace's admin binds the chart's role: {output}");
+    h.wait_reason("web", "Applied").await;
+    assert_eq!(
+        bucket_cors(&Moto::shared().client(), &bucket).await,
+        rules("https://a.example.com")
+    );
+    assert_eq!(can_get_secrets(&h, &operator, &h.namespace), "yes");
+    for namespace in ["default", "kube-system"] {
+        assert_eq!(
+            can_get_secrets(&h, &operator, namespace),
+            "no",
+            "{namespace}"
+        );
+    }
+    op.terminate();
+}
