@@ -750,11 +750,10 @@ mod tests {
         budgets.get_or_insert_with(&target.owner, key.clone(), || panic!("no budget for {key}"))
     }
 
-    /// Whether the bucket is spent: a request now would wait.
-    fn spent(bucket: &TokenBucket) -> bool {
-        let now = std::time::Instant::now();
-        let wait = bucket.take_at(now);
-        wait > Duration::from_millis(500)
+    /// Whether the bucket is spent at `at`: a request then would wait. Asked at one instant
+    /// throughout a test, so that however long the test runs nothing refills.
+    fn spent(bucket: &TokenBucket, at: std::time::Instant) -> bool {
+        bucket.take_at(at) > Duration::from_millis(500)
     }
 
     #[tokio::test]
@@ -776,8 +775,9 @@ mod tests {
             assert_ne!(granted.budget_key(), forged.budget_key());
             // The tenant's client, at another budget, left the store's as its spec says: one
             // request goes, the next waits a second.
-            assert!(!spent(&granted_bucket));
-            assert!(spent(&granted_bucket));
+            let at = std::time::Instant::now();
+            assert!(!spent(&granted_bucket, at));
+            assert!(spent(&granted_bucket, at));
         }
         // Two namespaces with the same key id are two owners too.
         assert_ne!(own("a", "AKID").budget_key(), own("b", "AKID").budget_key());
@@ -788,13 +788,14 @@ mod tests {
         let store = offline_store();
         let granted = through_store("web");
         let before = bucket(&store, &granted);
-        assert!(!spent(&before));
+        let at = std::time::Instant::now();
+        assert!(!spent(&before, at));
         for i in 0..600 {
             store.client(&own("churn", &format!("AKID{i:04}")));
         }
         let after = bucket(&store, &granted);
         assert!(Arc::ptr_eq(&before, &after), "the store's budget was reset");
-        assert!(spent(&after), "the store's budget forgot what it lent");
+        assert!(spent(&after, at), "the store's budget forgot what it lent");
         let clients = store.clients.lock().unwrap();
         assert_eq!(clients.tenants.len(), MAX_OWN_IDENTITIES);
         assert_eq!(clients.administered.len(), 1, "the store's client is kept");
