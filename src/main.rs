@@ -63,9 +63,10 @@ struct RunArgs {
     /// Objects reconciled at the same time.
     #[arg(long, env = "BUCKETCORS_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
-    /// Objects of one namespace reconciled at the same time (at most `--concurrency`).
-    /// Default: three quarters of `--concurrency`, so that a namespace whose store answers
-    /// slowly cannot take every pass from the others.
+    /// Slots of `--concurrency` that namespaces already running a pass may fill together (so
+    /// at most this many passes of one namespace at once); the rest are kept for namespaces
+    /// running none, so that namespaces whose stores hang cannot take every slot. Default:
+    /// three quarters of `--concurrency`; equal to it: none kept.
     #[arg(long, env = "BUCKETCORS_NAMESPACE_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
     namespace_concurrency: Option<u16>,
     /// Region for objects that name none (before the AWS SDK's region chain).

@@ -11,6 +11,7 @@ mod reconcile;
 mod repairs;
 mod store;
 mod target;
+mod turns;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,7 +26,6 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use rand::Rng;
-use tokio::sync::Semaphore;
 
 pub use reconcile::Error;
 
@@ -63,9 +63,9 @@ pub struct Settings {
     pub resync_interval: Duration,
     /// Objects reconciled at the same time.
     pub concurrency: u16,
-    /// Objects of one namespace reconciled at the same time; 0: three quarters of
-    /// `concurrency` (at least one), so that a namespace whose store answers slowly leaves the
-    /// rest to the others.
+    /// Of the `concurrency` slots, how many namespaces that already run a pass may fill; the
+    /// rest stay free for namespaces that run none, so that namespaces whose stores hang
+    /// cannot take every slot. 0: three quarters of `concurrency` (at least one).
     pub namespace_concurrency: u16,
     /// Endpoint for objects that name none; AWS S3 when absent.
     pub default_endpoint: Option<String>,
@@ -119,11 +119,8 @@ pub struct Context<S> {
     pub readiness: Arc<Readiness>,
     /// Every watched namespace's cache holds its initial list (or its list was refused).
     synced: Arc<Readiness>,
-    /// Passes running at once, over every watched namespace. Passes wait for it in the order
-    /// they became due (tokio's semaphores are first in, first out).
-    permits: Semaphore,
-    /// Passes running at once in each namespace, taken before `permits`.
-    namespace_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The slots passes run in, shared fairly between namespaces.
+    turns: Arc<turns::Scheduler>,
     failures: Mutex<HashMap<ObjectRef<BucketCors>, u32>>,
     // The last status this operator wrote for each object whose cached copy does not show it
     // yet, by uid: every pass starts from it, so that nothing it wrote (the adoption record
@@ -156,8 +153,10 @@ impl<S: CorsStore> Context<S> {
             events: events::Events::new(client.clone(), MANAGER, std::env::var("POD_NAME").ok()),
             client,
             store: store::Gated::new(store, metrics.clone()),
-            permits: Semaphore::new(usize::from(settings.concurrency.max(1))),
-            namespace_permits: Mutex::new(HashMap::new()),
+            turns: Arc::new(turns::Scheduler::new(
+                settings.concurrency,
+                settings.namespace_concurrency,
+            )),
             settings,
             metrics,
             readiness: Arc::default(),
@@ -174,46 +173,16 @@ impl<S: CorsStore> Context<S> {
         }
     }
 
-    /// Objects of one namespace reconciled at once.
-    pub fn per_namespace(&self) -> u16 {
-        match self.settings.namespace_concurrency {
-            0 => (self.settings.concurrency.max(1) * 3 / 4).max(1),
-            n => n.min(self.settings.concurrency.max(1)),
-        }
-    }
-
-    /// Waits, behind the passes that became due before it, for a share of `namespace`'s
-    /// passes and then for one of the operator's. None once the operator is stopping.
-    pub(crate) async fn turn(
-        &self,
-        namespace: &str,
-    ) -> Option<(
-        tokio::sync::OwnedSemaphorePermit,
-        tokio::sync::SemaphorePermit<'_>,
-    )> {
-        let semaphore = {
-            let mut shares = self.namespace_permits.lock().expect("poisoned");
-            if self.permits.is_closed() {
-                return None;
-            }
-            shares
-                .entry(namespace.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(usize::from(self.per_namespace()))))
-                .clone()
-        };
-        let share = semaphore.acquire_owned().await.ok()?;
-        let permit = self.permits.acquire().await.ok()?;
-        Some((share, permit))
+    /// Waits for a slot for a pass of `namespace` (see `turns`). None once the operator is
+    /// stopping.
+    pub(crate) async fn turn(&self, namespace: &str) -> Option<turns::Turn> {
+        self.turns.turn(namespace).await
     }
 
     /// Ends every wait for a turn: the operator is stopping, and passes that have not started
     /// end at once instead of holding up the shutdown.
     fn close_turns(&self) {
-        let shares = self.namespace_permits.lock().expect("poisoned");
-        self.permits.close();
-        for share in shares.values() {
-            share.close();
-        }
+        self.turns.close();
     }
 
     /// The identity `obj` may act with, or why it may act with none: a store that grants its

@@ -96,9 +96,9 @@ pub async fn reconcile<S: CorsStore>(
     ctx: Arc<Context<S>>,
 ) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_else(|| "default".into());
-    // A namespace uses at most its share of the passes (one whose store answers slowly cannot
-    // take them all), within one budget for the whole operator; passes take their turn in the
-    // order they became due.
+    // A pass waits for a slot: the namespaces with waiting passes share them fairly, some stay
+    // free for namespaces running none (slots held by a store that hangs are not taken from
+    // the others), and a namespace's passes go in the order they became due.
     let Some(_turn) = ctx.turn(&namespace).await else {
         // Stopping: the next leader or start takes it.
         return Ok(Action::await_change());

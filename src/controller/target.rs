@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
+use kube::{Api, ResourceExt};
 
 use super::reconcile::{Error, Halt};
 use super::{Context, CorsStore};
 use crate::api::{BucketCors, PutChecksum, SecretRef};
 use crate::profiles;
 use crate::reason::Reason;
-use crate::s3::{BucketTarget, Checksum, Credentials, RoleSession};
+use crate::s3::{BucketTarget, Checksum, Credentials, Owner, RoleSession};
 use crate::status::Outcome;
 use crate::tenancy::{ClusterBucketStore, Denial, session_name};
 
@@ -68,6 +68,11 @@ pub fn bucket_of<S>(obj: &BucketCors, ctx: &Context<S>, access: &Access) -> Buck
     }
     let profile = profiles::resolve(named, target.endpoint.as_deref());
     target.profile = profile.kind;
+    // A store's requests spend the store's budget; an object's own identity's spend the
+    // budget of its Secret (set when it is read), else the operator's own.
+    if let Access::Store(store) = access {
+        target.owner = Owner::Store(store.name_any());
+    }
     // The store's own budget, else the operator's.
     target.budget = match access {
         Access::Store(store) => store.spec.request_budget.map(Into::into),
@@ -143,7 +148,15 @@ pub async fn resolve<S: CorsStore>(
             .map(|r| (obj.metadata.namespace.as_deref().unwrap_or("default"), r)),
     };
     if let Some((namespace, secret_ref)) = secret {
-        target.credentials = Some(read_secret(ctx, namespace, secret_ref).await?);
+        let credentials = read_secret(ctx, namespace, secret_ref).await?;
+        if !matches!(access, Access::Store(_)) {
+            target.owner = Owner::Secret {
+                namespace: namespace.to_owned(),
+                name: secret_ref.name.clone(),
+                access_key_id: credentials.access_key_id.clone(),
+            };
+        }
+        target.credentials = Some(credentials);
     }
     if let Access::Store(store) = access
         && let Some(role) = store

@@ -2,6 +2,7 @@
 //! AWS SDK; the rest of the operator sees the `CorsStore` trait.
 
 mod budget;
+mod cache;
 mod guard;
 mod sdk;
 
@@ -45,6 +46,46 @@ pub struct RoleSession {
     pub session_name: String,
 }
 
+/// Whose request budget, retry quota and clients a target's requests use: an identity the
+/// tenant cannot choose. Never the access key id or role alone: a tenant chooses those.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// The operator's own identity without a store (single-tenant mode), per endpoint.
+    #[default]
+    Operator,
+    /// A `ClusterBucketStore`, by name: only an administrator makes one.
+    Store(String),
+    /// An object's own Secret, in its namespace, with the access key id it holds.
+    Secret {
+        namespace: String,
+        name: String,
+        access_key_id: String,
+    },
+}
+
+impl Owner {
+    /// Whether a tenant makes as many of these as it likes (by rotating Secrets): those are
+    /// kept apart from the stores', in a bounded cache of their own.
+    pub fn is_tenants(&self) -> bool {
+        matches!(self, Owner::Secret { .. })
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Namespace, Secret and store names hold no `/` or space: no two owners read the same.
+        match self {
+            Owner::Operator => f.write_str("operator"),
+            Owner::Store(name) => write!(f, "store {name}"),
+            Owner::Secret {
+                namespace,
+                name,
+                access_key_id,
+            } => write!(f, "secret {namespace}/{name} key {access_key_id}"),
+        }
+    }
+}
+
 /// One bucket on one store, with everything needed to reach it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BucketTarget {
@@ -68,9 +109,11 @@ pub struct BucketTarget {
     /// The store's profile (`crate::profiles`): named by the object or its store, else
     /// chosen from the endpoint's host.
     pub profile: StoreProfile,
-    /// The requests per second this store (this endpoint, with this identity) is sent at most,
+    /// The requests per second this store (this endpoint, for this owner) is sent at most,
     /// retries included; none: no limit.
     pub budget: Option<Budget>,
+    /// Whose budget the requests spend.
+    pub owner: Owner,
 }
 
 /// How a PutBucketCors body is protected.
@@ -97,7 +140,18 @@ impl BucketTarget {
             guarded: false,
             profile: StoreProfile::Aws,
             budget: None,
+            owner: Owner::Operator,
         }
+    }
+
+    /// The budget, retry quota and client cache this target's requests use: its owner and
+    /// its endpoint.
+    pub fn budget_key(&self) -> String {
+        format!(
+            "{} at {}",
+            self.owner,
+            canonical_endpoint(self.endpoint.as_deref())
+        )
     }
 
     /// The endpoint and bucket that identify the bucket across objects: two targets with the

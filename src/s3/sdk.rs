@@ -1,6 +1,5 @@
 //! The `CorsStore` on the AWS SDK for Rust.
 
-use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -19,16 +18,22 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::body::SdkBody;
 
 use super::budget::{self, Budget, TokenBucket};
+use super::cache::Recent;
 use super::guard;
-use super::{BucketTarget, Checksum, CorsStore, Credentials, Operation, RoleSession, S3Error};
+use super::{
+    BucketTarget, Checksum, CorsStore, Credentials, Operation, Owner, RoleSession, S3Error,
+};
 use crate::cors::CorsRule;
 use crate::tenancy::EndpointPolicy;
 
 // Region used for custom endpoints when nothing else names one; S3-compatible stores
 // generally accept any region in the signature.
 const FALLBACK_REGION: &str = "us-east-1";
-// Bounded so that rotating Secrets cannot grow the cache without end.
-const MAX_CACHED_CLIENTS: usize = 512;
+// Bounded so that rotating Secrets cannot grow the caches without end: a tenant's own
+// identities evict the least recently used of theirs, never a store's.
+const MAX_OWN_IDENTITIES: usize = 512;
+// Stores' clients: one per store, region and (for a role) object's session.
+const MAX_ADMINISTERED_CLIENTS: usize = 4096;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
@@ -39,21 +44,33 @@ struct ClientKey {
     credentials: Option<Credentials>,
     assume_role: Option<RoleSession>,
     budget: Option<Budget>,
+    owner: Owner,
+    /// The owner at the endpoint: one request budget and one retry quota each.
+    budget_key: String,
 }
 
-impl ClientKey {
-    /// The store as far as its limits go: the endpoint and the identity acting on it. Each
-    /// has its own request budget and its own retry quota.
-    fn store(&self) -> String {
-        let identity = match (&self.credentials, &self.assume_role) {
-            (Some(c), _) => c.access_key_id.clone(),
-            (None, Some(role)) => role.role_arn.clone(),
-            (None, None) => "ambient".to_owned(),
+/// One cache for what administrators made (stores, the operator's own identity) and one for
+/// the identities tenants bring, so that the second, however it churns, leaves the first be.
+struct ByOwner<K, V> {
+    administered: Recent<K, V>,
+    tenants: Recent<K, V>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> ByOwner<K, V> {
+    fn new(administered: usize, tenants: usize) -> Self {
+        ByOwner {
+            administered: Recent::new(administered),
+            tenants: Recent::new(tenants),
+        }
+    }
+
+    fn get_or_insert_with(&mut self, owner: &Owner, key: K, make: impl FnOnce() -> V) -> V {
+        let cache = if owner.is_tenants() {
+            &mut self.tenants
+        } else {
+            &mut self.administered
         };
-        format!(
-            "{} as {identity}",
-            super::canonical_endpoint(self.endpoint.as_deref())
-        )
+        cache.get_or_insert_with(key, make)
     }
 }
 
@@ -62,9 +79,11 @@ impl ClientKey {
 pub struct SdkStore {
     shared: SdkConfig,
     default_region: Option<String>,
-    clients: Mutex<HashMap<ClientKey, Client>>,
-    // One request budget per store (endpoint and identity), shared by its clients.
-    budgets: Mutex<HashMap<String, Arc<TokenBucket>>>,
+    clients: Mutex<ByOwner<ClientKey, Client>>,
+    // One request budget per owner at an endpoint, shared by its clients. The administered
+    // ones are never evicted: there are as many as stores (and endpoints the operator's own
+    // identity reaches).
+    budgets: Mutex<ByOwner<String, Arc<TokenBucket>>>,
     // The HTTP clients: both cap answers; the guarded one's DNS answers pass the policy.
     plain_http: SharedHttpClient,
     guarded_http: SharedHttpClient,
@@ -104,31 +123,29 @@ impl SdkStore {
             sts: aws_sdk_sts::Client::new(&shared),
             shared,
             default_region,
-            clients: Mutex::new(HashMap::new()),
-            budgets: Mutex::new(HashMap::new()),
+            clients: Mutex::new(ByOwner::new(MAX_ADMINISTERED_CLIENTS, MAX_OWN_IDENTITIES)),
+            budgets: Mutex::new(ByOwner::new(usize::MAX, MAX_OWN_IDENTITIES)),
             plain_http: guard::plain(),
             guarded_http: guard::guarded(Arc::new(policy)),
         }
     }
 
-    /// The token bucket of `store`, made on first use, with `budget` from now on.
-    fn budget_of(&self, store: &str, budget: Budget) -> Arc<TokenBucket> {
+    /// The token bucket of `key`'s owner at its endpoint, made on first use, with `key`'s
+    /// budget from now on: every client of one owner takes its budget from the same place
+    /// (the store's spec, or the operator's setting), so a changed one is the owner's own.
+    fn budget_of(&self, key: &ClientKey, budget: Budget) -> Arc<TokenBucket> {
         let mut budgets = self.budgets.lock().expect("budget cache poisoned");
-        if let Some(bucket) = budgets.get(store) {
-            bucket.set_budget(budget);
-            return bucket.clone();
-        }
-        if budgets.len() >= MAX_CACHED_CLIENTS {
-            budgets.clear();
-        }
-        let bucket = Arc::new(TokenBucket::new(budget));
-        budgets.insert(store.to_owned(), bucket.clone());
+        let bucket = budgets.get_or_insert_with(&key.owner, key.budget_key.clone(), || {
+            Arc::new(TokenBucket::new(budget))
+        });
+        bucket.set_budget(budget);
         bucket
     }
 
-    /// Number of distinct SDK clients built so far.
+    /// Number of SDK clients cached.
     pub fn cached_clients(&self) -> usize {
-        self.clients.lock().expect("client cache poisoned").len()
+        let clients = self.clients.lock().expect("client cache poisoned");
+        clients.administered.len() + clients.tenants.len()
     }
 
     fn client(&self, target: &BucketTarget) -> Client {
@@ -147,17 +164,12 @@ impl SdkStore {
             credentials: target.credentials.clone(),
             assume_role: target.assume_role.clone(),
             budget: target.budget,
+            owner: target.owner.clone(),
+            budget_key: target.budget_key(),
         };
+        let owner = key.owner.clone();
         let mut clients = self.clients.lock().expect("client cache poisoned");
-        if let Some(client) = clients.get(&key) {
-            return client.clone();
-        }
-        if clients.len() >= MAX_CACHED_CLIENTS {
-            clients.clear();
-        }
-        let client = self.build_client(&key);
-        clients.insert(key, client.clone());
-        client
+        clients.get_or_insert_with(&owner, key.clone(), || self.build_client(&key))
     }
 
     fn build_client(&self, key: &ClientKey) -> Client {
@@ -172,14 +184,16 @@ impl SdkStore {
         } else {
             self.plain_http.clone()
         };
-        let store = key.store();
         config = config.http_client(match key.budget {
-            Some(budget) => budget::budgeted(http, self.budget_of(&store, budget)),
+            Some(budget) => budget::budgeted(http, self.budget_of(key, budget)),
             None => http,
         });
-        // The SDK's retry quota is per partition: one per store, so that a store that
-        // throttles spends its own retries, not every other store's.
-        config = config.retry_partition(RetryPartition::new(format!("bucketcors {store}")));
+        // The SDK's retry quota is per partition: one per owner at an endpoint, so that a store
+        // that throttles spends its own retries, not every other store's.
+        config = config.retry_partition(RetryPartition::new(format!(
+            "bucketcors {}",
+            key.budget_key
+        )));
         if let Some(c) = &key.credentials {
             let credentials = aws_credential_types::Credentials::new(
                 &c.access_key_id,
@@ -688,6 +702,112 @@ fn bucket_region<R: HasStatus>(response: Option<&R>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn offline_store() -> SdkStore {
+        let shared = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .build();
+        SdkStore::new(shared, None)
+    }
+
+    const ENDPOINT: &str = "http://127.0.0.1:9000";
+    const ROLE: &str = "arn:aws:iam::123456789012:role/team-cors";
+
+    /// A target on `ENDPOINT` as a store with a budget of one request a second.
+    fn through_store(name: &str) -> BucketTarget {
+        let mut target = BucketTarget::new("b");
+        target.endpoint = Some(ENDPOINT.to_owned());
+        target.owner = Owner::Store(name.to_owned());
+        target.budget = Some(Budget {
+            per_second: 1,
+            burst: 1,
+        });
+        target
+    }
+
+    /// A target on `ENDPOINT` with a tenant's Secret holding `access_key_id`, at the
+    /// operator's default budget.
+    fn own(namespace: &str, access_key_id: &str) -> BucketTarget {
+        let mut target = BucketTarget::new("b");
+        target.endpoint = Some(ENDPOINT.to_owned());
+        target.credentials = Some(Credentials {
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: "forged".to_owned(),
+            session_token: None,
+        });
+        target.owner = Owner::Secret {
+            namespace: namespace.to_owned(),
+            name: "creds".to_owned(),
+            access_key_id: access_key_id.to_owned(),
+        };
+        target.budget = Some(Budget {
+            per_second: 200,
+            burst: 200,
+        });
+        target
+    }
+
+    /// The token bucket `target`'s requests take from (built with its client).
+    fn bucket(store: &SdkStore, target: &BucketTarget) -> Arc<TokenBucket> {
+        store.client(target);
+        let mut budgets = store.budgets.lock().unwrap();
+        let key = target.budget_key();
+        budgets.get_or_insert_with(&target.owner, key.clone(), || panic!("no budget for {key}"))
+    }
+
+    /// Whether the bucket is spent at `at`: a request then would wait. Asked at one instant
+    /// throughout a test, so that however long the test runs nothing refills.
+    fn spent(bucket: &TokenBucket, at: std::time::Instant) -> bool {
+        bucket.take_at(at) > Duration::from_millis(500)
+    }
+
+    #[tokio::test]
+    async fn a_tenant_whose_key_id_names_the_operator_or_a_role_spends_a_budget_of_its_own() {
+        let store = offline_store();
+        let mut with_role = through_store("role-store");
+        with_role.assume_role = Some(RoleSession {
+            role_arn: ROLE.to_owned(),
+            external_id: None,
+            session_name: "bucketcors.team.web".to_owned(),
+        });
+        for (granted, forged) in [
+            (through_store("ambient-store"), own("team", "ambient")),
+            (with_role, own("team", ROLE)),
+        ] {
+            let granted_bucket = bucket(&store, &granted);
+            let forged_bucket = bucket(&store, &forged);
+            assert!(!Arc::ptr_eq(&granted_bucket, &forged_bucket));
+            assert_ne!(granted.budget_key(), forged.budget_key());
+            // The tenant's client, at another budget, left the store's as its spec says: one
+            // request goes, the next waits a second.
+            let at = std::time::Instant::now();
+            assert!(!spent(&granted_bucket, at));
+            assert!(spent(&granted_bucket, at));
+        }
+        // Two namespaces with the same key id are two owners too.
+        assert_ne!(own("a", "AKID").budget_key(), own("b", "AKID").budget_key());
+    }
+
+    #[tokio::test]
+    async fn six_hundred_identities_leave_a_stores_budget_and_client_alone() {
+        let store = offline_store();
+        let granted = through_store("web");
+        let before = bucket(&store, &granted);
+        let at = std::time::Instant::now();
+        assert!(!spent(&before, at));
+        for i in 0..600 {
+            store.client(&own("churn", &format!("AKID{i:04}")));
+        }
+        let after = bucket(&store, &granted);
+        assert!(Arc::ptr_eq(&before, &after), "the store's budget was reset");
+        assert!(spent(&after, at), "the store's budget forgot what it lent");
+        let clients = store.clients.lock().unwrap();
+        assert_eq!(clients.tenants.len(), MAX_OWN_IDENTITIES);
+        assert_eq!(clients.administered.len(), 1, "the store's client is kept");
+        let budgets = store.budgets.lock().unwrap();
+        assert_eq!(budgets.tenants.len(), MAX_OWN_IDENTITIES);
+    }
 
     #[test]
     fn ip_and_localhost_endpoints_need_path_style() {

@@ -12,6 +12,7 @@ mod e2e;
 mod edges;
 mod emulated;
 mod expectations;
+mod fairness;
 mod faults;
 mod gitops;
 mod hostile;
