@@ -130,6 +130,16 @@ impl Buckets {
             .map(|c| c.object.clone())
     }
 
+    /// Whether `object` is the first ranked of the candidates for `key`: the one a restart
+    /// would elect. A holder that is not (it took the bucket back from one whose mark is
+    /// later) renews its mark before it writes.
+    pub fn leads(&self, key: &str, object: &ObjectRef<BucketCors>) -> bool {
+        self.slots
+            .get(key)
+            .and_then(|slot| slot.candidates.first())
+            .is_some_and(|c| c.object == *object)
+    }
+
     /// Every watch has listed: from now on holders are sticky.
     pub fn set_synced(&mut self) {
         self.synced = true;
@@ -556,12 +566,18 @@ mod tests {
                     .map(|t| (t.competes(), t.key))
                     .and_then(|(competes, key)| competes.then_some(key))
                     .filter(|key| self.holder_of(*key) == Some(format!("o{i}")));
+                let leads = holder.is_some_and(|key| {
+                    self.index.leads(
+                        KEYS[key],
+                        &ObjectRef::from(&self.things[i].as_ref().unwrap().obj),
+                    )
+                });
                 let Some(thing) = self.things[i].as_mut() else {
                     return;
                 };
                 match holder {
                     Some(key) => {
-                        if thing.mark.as_ref().is_none_or(|(k, _)| *k != key) {
+                        if !leads || thing.mark.as_ref().is_none_or(|(k, _)| *k != key) {
                             thing.mark = Some((key, format!("2026-01-01T00:00:{clock:05}Z")));
                         }
                         thing.took = true;
@@ -582,15 +598,17 @@ mod tests {
                 self.index.set_synced();
             }
 
-            /// The holder of each bucket that has one, with whether its mark is recorded.
+            /// The holder of each bucket that has one, with whether its mark is recorded and
+            /// leads the others' (a holder writes only after a pass that makes it so).
             fn holders(&self) -> Vec<Option<(String, bool)>> {
                 (0..KEYS.len())
                     .map(|key| {
                         self.holder_of(key).map(|name| {
                             let i: usize = name[1..].parse().unwrap();
-                            let marked = self.things[i]
-                                .as_ref()
-                                .is_some_and(|t| t.mark.as_ref().is_some_and(|(k, _)| *k == key));
+                            let marked = self.things[i].as_ref().is_some_and(|t| {
+                                t.mark.as_ref().is_some_and(|(k, _)| *k == key)
+                                    && self.index.leads(KEYS[key], &ObjectRef::from(&t.obj))
+                            });
                             (name, marked)
                         })
                     })
@@ -759,6 +777,23 @@ mod tests {
                 Pass(2),
                 AllGranted(true),
                 Pass(2),
+                Restart(vec![0, 1, 2]),
+            ])
+            .unwrap();
+        }
+
+        #[test]
+        fn a_holder_revalidated_keeps_the_bucket_at_a_restart() {
+            use Op::*;
+            run(&[
+                Create(2, 0),
+                Pass(2),
+                AllGranted(false),
+                Create(1, 0),
+                Pass(1),
+                Valid(1, false),
+                Grant(2, true),
+                Valid(1, true),
                 Restart(vec![0, 1, 2]),
             ])
             .unwrap();

@@ -245,6 +245,14 @@ impl<S: CorsStore> Context<S> {
         }
     }
 
+    /// Whether `obj` is the first ranked for bucket `key` (see `index::Buckets::leads`).
+    fn leads(&self, obj: &BucketCors, key: &str) -> bool {
+        self.buckets
+            .lock()
+            .expect("poisoned")
+            .leads(key, &lean(obj))
+    }
+
     /// What the index should know of `obj`.
     fn entry(&self, obj: &BucketCors) -> index::Entry {
         let key = self

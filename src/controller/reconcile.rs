@@ -308,9 +308,11 @@ fn hold<S: CorsStore>(
     let ownership = ctx.ownership(obj, access);
     decide::unheld(spec, &ownership)?;
     let bucket = target.key();
+    // A holder whose mark another's outranks (it took the bucket back) marks anew, so that a
+    // restart elects it again.
     let since = known
         .and_then(|s| s.holding.as_ref())
-        .filter(|h| h.bucket == bucket)
+        .filter(|h| h.bucket == bucket && ctx.leads(obj, &bucket))
         .map_or_else(now, |h| h.since.clone());
     Ok((ownership, Some(Holding { bucket, since })))
 }
