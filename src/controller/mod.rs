@@ -27,7 +27,6 @@ use tokio::sync::Semaphore;
 
 pub use reconcile::Error;
 
-use crate::admission;
 use crate::api::{BucketCors, BucketCorsStatus, ManagementPolicy};
 use crate::decide::{LastWrite, Ownership};
 use crate::http::{Gauges, Readiness};
@@ -299,7 +298,7 @@ impl<S: CorsStore> Context<S> {
     fn competes(&self, obj: &BucketCors) -> Option<target::Access> {
         let spec = &obj.spec;
         if spec.management_policy != ManagementPolicy::Full
-            || admission::validate(spec).is_err()
+            || crate::decide::admitted(obj).is_err()
             || crate::decide::expected(spec).is_err()
         {
             return None;
@@ -661,6 +660,8 @@ pub async fn run<S: CorsStore>(
                     obj.metadata.annotations = None;
                     obj.metadata.labels = None;
                     obj.metadata.owner_references = None;
+                    // A refused spec is kept as its verdict, not its rules.
+                    crate::decide::lighten(obj);
                 })
                 .reflect(writer)
                 .inspect(move |event| {

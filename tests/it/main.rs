@@ -14,6 +14,7 @@ mod emulated;
 mod expectations;
 mod faults;
 mod gitops;
+mod memory;
 mod monitoring;
 mod operator;
 mod ownership;
