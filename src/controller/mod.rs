@@ -44,6 +44,12 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 // termination grace period is 30 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
+/// Objects in one page of a (re)list. A page is read whole, then parsed, before any object in
+/// it is lightened: an object may be as large as the API server takes (well over a megabyte of
+/// refused rules), so a page of kube's default 500 of them would take gigabytes. 25 of them
+/// stay within tens of MiB, and 1,000 ordinary objects take 40 pages.
+const LIST_PAGE: u32 = 25;
+
 /// The request budget of a store that names none: well above what a resync of 10,000 objects
 /// every 5 minutes asks (about 35 reads a second).
 pub const DEFAULT_STORE_BUDGET: Budget = Budget {
@@ -650,7 +656,8 @@ pub async fn run<S: CorsStore>(
             let news_filter = news_follow.clone();
             // Status writes do not change the generation, so they do not wake the controller;
             // the finalizer is watched too because the helper waits for its own patch to land.
-            let changes = watcher(api.clone(), watcher::Config::default().any_semantic())
+            let list = watcher::Config::default().any_semantic().page_size(LIST_PAGE);
+            let changes = watcher(api.clone(), list)
                 .default_backoff()
                 // Server-side apply bookkeeping is most of an object's size and never read here.
                 .modify(|obj: &mut BucketCors| {
