@@ -46,9 +46,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Objects in one page of a (re)list. A page is read whole, then parsed, before any object in
 /// it is lightened: an object may be as large as the API server takes (well over a megabyte of
-/// refused rules), so a page of kube's default 500 of them would take gigabytes. 25 of them
-/// stay within tens of MiB, and 1,000 ordinary objects take 40 pages.
-const LIST_PAGE: u32 = 25;
+/// refused rules), and a page costs about four times its size while it is parsed, so a page
+/// of kube's default 500 such objects would take gigabytes (25 took 185 MiB at the peak). Ten
+/// stay within tens of MiB; 1,000 ordinary objects take 100 pages.
+const LIST_PAGE: u32 = 10;
 
 /// The request budget of a store that names none: well above what a resync of 10,000 objects
 /// every 5 minutes asks (about 35 reads a second).
