@@ -5,7 +5,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::admission;
-use crate::api::{BucketCorsSpec, BucketCorsStatus, DeletionPolicy, ManagementPolicy};
+use crate::api::{BucketCors, BucketCorsSpec, BucketCorsStatus, DeletionPolicy, ManagementPolicy};
 use crate::api::{ObservedRule, PreviousConfiguration};
 use crate::cors::{self, CorsRule, Plan};
 use crate::profiles::Profile;
@@ -218,6 +218,38 @@ pub fn valid(spec: &BucketCorsSpec) -> Result<(), Outcome> {
     })
 }
 
+/// The annotation that carries, in the operator's cache only, the verdict on an object whose
+/// spec it refuses, once [`lighten`] has dropped its rules. The cache drops every annotation
+/// the API server sends before, so no one else can set it.
+pub const REFUSED: &str = "bucketcors.dev/refused";
+
+/// InvalidSpec when `obj`'s spec breaks an S3 rule: [`valid`] on its spec, or the verdict the
+/// cache kept in place of its rules.
+pub fn admitted(obj: &BucketCors) -> Result<(), Outcome> {
+    match obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REFUSED))
+    {
+        Some(verdict) => Err(Outcome::new(Reason::InvalidSpec, verdict.as_str())),
+        None => valid(&obj.spec),
+    }
+}
+
+/// `obj` as the operator keeps it when it refuses its spec: its rules, which no pass reads
+/// then, give way to the verdict (a message of at most [`crate::status::MESSAGE_MAX`] bytes).
+/// A spec the API server takes can hold more than a megabyte of rules.
+pub fn lighten(obj: &mut BucketCors) {
+    if let Err(refused) = valid(&obj.spec) {
+        obj.spec.rules = Vec::new();
+        obj.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(REFUSED.to_owned(), refused.message);
+    }
+}
+
 /// ExpectationFailed when the rules of a valid spec break one of its `expectations`: the
 /// configuration is not written (nor, with ObserveOnly, compared).
 pub fn expected(spec: &BucketCorsSpec) -> Result<(), Outcome> {
@@ -414,6 +446,31 @@ mod tests {
         Ownership::Waits {
             holder: Some("first".into()),
         }
+    }
+
+    #[test]
+    fn a_refused_object_is_kept_without_its_rules_and_still_refused_the_same() {
+        let origins: Vec<String> = (0..40)
+            .map(|k| format!("https://{k}.{}.example.com", "a".repeat(280)))
+            .collect();
+        let rules = vec![json!({"allowedOrigins": origins, "allowedMethods": ["GET"]}); 100];
+        let mut obj = BucketCors::new("max", spec(json!(rules)));
+        let verdict = valid(&obj.spec).unwrap_err();
+        assert!(
+            verdict.message.starts_with("spec.rules: serialize to"),
+            "{}",
+            verdict.message
+        );
+        lighten(&mut obj);
+        assert!(obj.spec.rules.is_empty());
+        assert_eq!(admitted(&obj), Err(verdict));
+
+        // A valid object is kept whole.
+        let mut fine = BucketCors::new("fine", spec(ours()));
+        let before = fine.clone();
+        lighten(&mut fine);
+        assert_eq!(fine, before);
+        assert_eq!(admitted(&fine), Ok(()));
     }
 
     #[test]

@@ -9,12 +9,15 @@
 //!   --large          also converge 10,000 objects (or BUCKETCORS_BENCH_LARGE=1)
 //!   --sizes A,B,...  the object counts to converge (default 100,1000)
 //!   --check          compare with BENCHMARKS.md instead of writing it (exit 1 on a regression)
+//!   --only memory    run only the memory phase and print its section of BENCHMARKS.md
+//!                    (the file is left alone)
 //!
 //! Split by concern: `world` starts and drives the servers, `phases` are the measurements,
 //! `sample` reads /proc and the API servers' counters, `recording` follows moto's request
 //! recording, `results` and `report` hold and print the figures, `check` compares them.
 
 mod check;
+mod memory;
 mod phases;
 mod recording;
 mod report;
@@ -113,6 +116,8 @@ pub struct Options {
     pub large: bool,
     /// Compare with the committed BENCHMARKS.md instead of writing it.
     pub check: bool,
+    /// Run only the memory phase and print its section (`--only memory`).
+    pub memory_only: bool,
 }
 
 impl Options {
@@ -120,11 +125,16 @@ impl Options {
         let mut sizes = vec![100, 1000];
         let mut large = std::env::var("BUCKETCORS_BENCH_LARGE").is_ok_and(|v| v == "1");
         let mut check = false;
+        let mut memory_only = false;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--large" => large = true,
                 "--check" => check = true,
+                "--only" => match args.next().as_deref() {
+                    Some("memory") => memory_only = true,
+                    other => bail!("--only takes one phase: memory (got {other:?})"),
+                },
                 "--sizes" => {
                     let list = args.next().context("--sizes needs a value")?;
                     sizes = list
@@ -137,7 +147,9 @@ impl Options {
                 // Added by `cargo bench`.
                 "--bench" => {}
                 other => {
-                    bail!("unknown argument {other} (known: --large, --sizes A,B,..., --check)")
+                    bail!(
+                        "unknown argument {other} (known: --large, --sizes A,B,..., --check, --only memory)"
+                    )
                 }
             }
         }
@@ -150,10 +162,15 @@ impl Options {
             !(check && (large || sizes != [100, 1000])),
             "--check runs the default sizes only: the committed budgets are theirs"
         );
+        ensure!(
+            !(memory_only && check),
+            "--only memory prints its figures; it has no budgets to check"
+        );
         Ok(Options {
             sizes,
             large,
             check,
+            memory_only,
         })
     }
 
@@ -209,6 +226,12 @@ async fn run(options: &Options, work: &Path) -> anyhow::Result<()> {
         machine.cpus, machine.cpu_model, machine.mem_gib, machine.load_before
     ));
     let world = World::start(work, operator_bin).await?;
+    if options.memory_only {
+        let memory = world.hostile_memory().await;
+        world.stop();
+        println!("{}", memory?.markdown());
+        return Ok(());
+    }
     let mut report = Report::new(date, options, machine, world.versions.clone());
 
     for &n in &options.sizes {
@@ -252,6 +275,8 @@ async fn run(options: &Options, work: &Path) -> anyhow::Result<()> {
                 .await?,
         );
         report.cli = Some(world.aws_cli(CLI_SAMPLE).await?);
+        // Last: its objects stay, and they are as large as the API server takes.
+        report.memory = Some(world.hostile_memory().await?);
     }
     report.world = world.describe();
     report.duration = run_started.elapsed();

@@ -34,6 +34,8 @@ pub struct Report {
     /// The scale phase at the reference size and, when larger, the largest.
     pub spread: Vec<Spread>,
     pub profile: Option<Profile>,
+    /// What one tenant can make the operator hold.
+    pub memory: Option<crate::memory::MemoryRun>,
     /// What the measured processes ran ([`crate::world::World::describe`]).
     pub world: BTreeMap<String, String>,
 }
@@ -87,6 +89,7 @@ impl Report {
             startup: None,
             cli: None,
             budget: Vec::new(),
+            memory: None,
             phases: Vec::new(),
             reference: options.reference(),
             duration: Duration::ZERO,
@@ -730,6 +733,9 @@ impl Report {
                     thousands(b.throttled)
                 );
             }
+        }
+        if let Some(memory) = &self.memory {
+            md.push_str(&memory.markdown());
         }
         md.push_str(
             "\n### Where the CPU goes\n\nCPU seconds used by each process during each phase \

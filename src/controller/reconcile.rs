@@ -15,7 +15,6 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Context, MANAGER, holds_bucket, repairs, target};
-use crate::admission;
 use crate::api::{
     BucketCors, BucketCorsStatus, DeletionPolicy, FINALIZER, Holding, ManagementPolicy,
 };
@@ -180,7 +179,7 @@ async fn converge<S: CorsStore>(
     ctx.synced.wait().await;
     // A valid spec that meets its own expectations first, then a grant: a denied object makes
     // no S3 call and competes for no bucket.
-    let access = decide::valid(spec)
+    let access = decide::admitted(obj)
         .and_then(|()| decide::expected(spec))
         .and_then(|()| ctx.access(obj).map_err(|denial| denial.outcome()));
     let access = match access {
@@ -569,7 +568,7 @@ async fn cleanup<S: CorsStore>(obj: &BucketCors, ctx: &Context<S>) -> Result<Act
     {
         return Ok(Action::await_change());
     }
-    if admission::validate(spec).is_err() {
+    if decide::admitted(obj).is_err() {
         // Never written: nothing of this object's is on the bucket.
         return Ok(Action::await_change());
     }

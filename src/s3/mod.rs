@@ -14,7 +14,7 @@ pub use sdk::{PreflightAnswer, SdkStore};
 pub use budget::{Budget, TokenBucket};
 
 use crate::api::StoreProfile;
-use crate::cors::CorsRule;
+use crate::cors::{self, CorsRule};
 use crate::reason::Reason;
 
 /// Static credentials for one store, as read from a Secret. `Debug` never shows the secret parts.
@@ -299,6 +299,45 @@ impl S3Error {
     }
 }
 
+/// The largest CORS configuration the operator keeps from a store's answer: S3's own limit for
+/// one configuration, 64 KB of XML, measured as [`cors::config_xml_len`] measures the body of a
+/// PutBucketCors carrying the rules (so it bounds their count and every string in them). What
+/// a pass compares and what `status.previousConfiguration` records stay within it; a larger
+/// answer is refused whole (see [`kept`]).
+pub const MAX_KEPT_CONFIG_BYTES: usize = cors::MAX_CONFIG_BYTES;
+
+/// The rules of `bucket`'s configuration as a store answered them, converted one by one while
+/// they fit in [`MAX_KEPT_CONFIG_BYTES`]. A larger configuration is `Rejected`
+/// (`AnswerTooLarge`), with its size, and none of it is kept: the operator cannot record it to
+/// put it back, so it must not write over it either.
+pub fn kept(
+    bucket: &str,
+    answer: impl Iterator<Item = CorsRule>,
+) -> Result<Vec<CorsRule>, S3Error> {
+    let empty = cors::config_xml_len(&[]);
+    let mut size = empty;
+    let mut rules = Vec::new();
+    for rule in answer {
+        size += cors::config_xml_len(std::slice::from_ref(&rule)) - empty;
+        if size <= MAX_KEPT_CONFIG_BYTES {
+            rules.push(rule);
+        } else if !rules.is_empty() {
+            rules = Vec::new();
+        }
+    }
+    if size <= MAX_KEPT_CONFIG_BYTES {
+        return Ok(rules);
+    }
+    Err(S3Error::Rejected {
+        operation: Operation::GetBucketCors,
+        bucket: bucket.to_owned(),
+        code: "AnswerTooLarge".into(),
+        message: format!(
+            "the bucket's CORS configuration is {size} bytes of XML, more than the {MAX_KEPT_CONFIG_BYTES} S3 allows one; the operator keeps none of it and writes nothing over it, since it could not put it back"
+        ),
+    })
+}
+
 /// Get, put and delete the CORS configuration of one bucket.
 pub trait CorsStore: Send + Sync + 'static {
     /// The bucket's rules in the order the store returns them; no configuration is empty.
@@ -399,6 +438,44 @@ mod tests {
         // Look-alikes are other stores.
         assert_ne!(key("https://s3.amazonaws.com.example.org"), "aws/b");
         assert_ne!(key("http://s3.amazonaws.com"), "aws/b");
+    }
+
+    #[test]
+    fn an_answer_is_kept_up_to_what_s3_allows_one_configuration() {
+        let rule = |origin_len: usize| {
+            CorsRule::new([format!("https://{}", "a".repeat(origin_len))], ["GET"])
+        };
+        // One rule of a 65,451-character origin: 65,536 bytes of XML, the limit.
+        let largest = cors::config_xml_len(&[rule(0)]);
+        let at_limit = rule(MAX_KEPT_CONFIG_BYTES - largest);
+        assert_eq!(
+            cors::config_xml_len(std::slice::from_ref(&at_limit)),
+            MAX_KEPT_CONFIG_BYTES
+        );
+        assert_eq!(
+            kept("b", [at_limit.clone()].into_iter()),
+            Ok(vec![at_limit])
+        );
+        assert_eq!(kept("b", std::iter::empty()), Ok(vec![]));
+
+        let over = rule(MAX_KEPT_CONFIG_BYTES - largest + 1);
+        let err = kept("b", [over].into_iter()).unwrap_err();
+        assert_eq!(err.reason(), Reason::Rejected);
+        assert!(err.to_string().contains("AnswerTooLarge"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("65537 bytes of XML, more than the 65536"),
+            "{err}"
+        );
+
+        // Many small rules: refused by their sum, whatever each one's size.
+        let many = std::iter::repeat_n(CorsRule::new(["*"], ["GET"]), 12_000);
+        let err = kept("b", many).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("bytes of XML, more than the 65536"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -413,7 +413,7 @@ impl CorsStore for SdkStore {
             .send()
             .await;
         match result {
-            Ok(output) => Ok(output.cors_rules().iter().map(from_sdk).collect()),
+            Ok(output) => super::kept(&target.bucket, output.cors_rules().iter().map(from_sdk)),
             // The SDK does not model this code; it is how S3 says "no configuration".
             Err(err) if err.code() == Some("NoSuchCORSConfiguration") => Ok(Vec::new()),
             Err(err) => Err(classify(Operation::GetBucketCors, &target.bucket, err)),

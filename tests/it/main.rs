@@ -16,6 +16,7 @@ mod fairness;
 mod faults;
 mod gitops;
 mod hostile;
+mod memory;
 mod monitoring;
 mod operator;
 mod ownership;

@@ -58,7 +58,19 @@ pub enum Failure {
     HugeMessage,
     /// `200 OK` with a 200 MiB body, sent until the client stops reading.
     HugeBody,
+    /// `200 OK` with a CORS configuration of just under 1 MiB made of the smallest rules (one
+    /// origin, one method each: [`TINY_RULE`]), as a hostile endpoint would answer
+    /// GetBucketCors to make the operator parse and keep as many rules as it can.
+    TinyRules,
 }
+
+/// One rule of [`Failure::TinyRules`]'s answer.
+pub const TINY_RULE: &str =
+    "<CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule>";
+
+/// How many [`TINY_RULE`]s the answer of [`Failure::TinyRules`] holds: as many as fit in
+/// 1 MiB with the XML around them.
+pub const TINY_RULES: usize = (1024 * 1024 - 200) / TINY_RULE.len();
 
 /// A store that does not run here, reproduced from its documentation in front of moto.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -540,6 +552,17 @@ async fn answer(client: &mut BufReader<TcpStream>, request: Request, shared: &Sh
             "InvalidRequest",
             &"too long; ".repeat(5 * 1024 * 1024 / 10),
         ),
+        Some(Failure::TinyRules) => {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CORSConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{}</CORSConfiguration>",
+                TINY_RULE.repeat(TINY_RULES)
+            );
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
         Some(Failure::HugeBody) => {
             let length: usize = 200 * 1024 * 1024;
             let head = format!(
