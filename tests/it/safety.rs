@@ -31,7 +31,7 @@ async fn the_first_object_owns_a_bucket_and_a_second_never_writes_until_it_is_go
     let conflict = h.wait_reason("second", "Conflict").await;
     let message = &conflict.ready_condition().unwrap().message;
     assert!(
-        message.contains(&format!("{}/first", h.namespace)),
+        message.contains("BucketCors \"first\" of this namespace"),
         "{message}"
     );
 
