@@ -186,7 +186,11 @@ fn add_rules(spec: &mut Value) {
     }
 
     rule["id"]["x-kubernetes-validations"] = json!([string_rule(&constraints::NO_CONTROL)]);
+    add_request_rules(fields);
+}
 
+/// The rules of the fields that become parts of requests (headers, paths) or name objects.
+fn add_request_rules(fields: &mut Value) {
     let expectation = &mut fields["expectations"]["items"]["properties"];
     expectation["headers"]["items"]["minLength"] = json!(1);
     expectation["headers"]["items"]["maxLength"] = json!(constraints::MAX_VALUE_LEN);

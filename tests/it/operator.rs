@@ -359,6 +359,32 @@ pub(crate) fn render_chart_with(namespace: &str, out: &Path, values_yaml: &str) 
         .collect()
 }
 
+/// Applies the ServiceAccount and RBAC documents of `docs` that `wanted` keeps; returns them.
+pub(crate) fn apply_access<'a>(
+    h: &Harness,
+    docs: &'a [Value],
+    wanted: impl Fn(&Value) -> bool,
+) -> Vec<&'a Value> {
+    const ACCESS: [&str; 5] = [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ];
+    let access: Vec<&Value> = docs
+        .iter()
+        .filter(|d| ACCESS.contains(&d["kind"].as_str().unwrap_or("")) && wanted(d))
+        .collect();
+    let manifest =
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": access}).to_string();
+    let (ok, output) = h
+        .cluster
+        .kubectl_with_input(&["apply", "-f", "-"], &manifest);
+    assert!(ok, "{output}");
+    access
+}
+
 /// Applies the chart's ServiceAccount and RBAC (namespaced mode, for the harness's namespace)
 /// and returns a kubeconfig that authenticates as that ServiceAccount, as the pod would, with
 /// the account's name and the Lease the chart configures.
@@ -366,20 +392,7 @@ async fn chart_identity(h: &Harness, dir: &Path) -> (PathBuf, String, String) {
     let docs = render_chart(&h.namespace, &dir.join("render.yaml"));
     // The roles the chart adds to Kubernetes' view, edit and admin are the users', bound to
     // no ServiceAccount of the operator.
-    let access: Vec<&Value> = docs
-        .iter()
-        .filter(|d| {
-            [
-                "ServiceAccount",
-                "Role",
-                "RoleBinding",
-                "ClusterRole",
-                "ClusterRoleBinding",
-            ]
-            .contains(&d["kind"].as_str().unwrap_or(""))
-                && !for_users(d)
-        })
-        .collect();
+    let access = apply_access(h, &docs, |d| !for_users(d));
     // Cluster-wide, namespaced mode needs only the grants: stores and namespaces' labels.
     assert!(
         access.iter().all(|d| d["kind"] != "ClusterRole"
@@ -388,12 +401,6 @@ async fn chart_identity(h: &Harness, dir: &Path) -> (PathBuf, String, String) {
                 .is_some_and(|n| n.ends_with("-grants"))),
         "namespaced mode needs no other ClusterRole"
     );
-    let manifest =
-        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": access}).to_string();
-    let (ok, output) = h
-        .cluster
-        .kubectl_with_input(&["apply", "-f", "-"], &manifest);
-    assert!(ok, "{output}");
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
     let sa_name = deployment["spec"]["template"]["spec"]["serviceAccountName"]
         .as_str()
@@ -567,25 +574,7 @@ async fn in_the_all_namespaces_install_the_operator_reads_secrets_only_as_its_va
                 h.namespace
             ),
         );
-        let access: Vec<&Value> = docs
-            .iter()
-            .filter(|d| {
-                [
-                    "ServiceAccount",
-                    "Role",
-                    "RoleBinding",
-                    "ClusterRole",
-                    "ClusterRoleBinding",
-                ]
-                .contains(&d["kind"].as_str().unwrap_or(""))
-            })
-            .collect();
-        let manifest =
-            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": access}).to_string();
-        let (ok, output) = h
-            .cluster
-            .kubectl_with_input(&["apply", "-f", "-"], &manifest);
-        assert!(ok, "{output}");
+        apply_access(&h, &docs, |_| true);
         let who = format!(
             "system:serviceaccount:{}:bc-{}-{suffix}",
             h.namespace, h.namespace

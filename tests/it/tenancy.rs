@@ -469,22 +469,25 @@ async fn a_namespace_whose_store_hangs_leaves_the_others_their_share() {
     tarpit.set(Fault::Pass);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_with_a_role_assumes_it_with_a_session_named_after_the_object() {
-    let h = Harness::without_controller().await;
+/// The operator as a process in the secure default, assuming roles through `sts`, and a store
+/// on moto that lends role `role` to `h`'s namespace for `bucket`.
+async fn role_store(
+    h: &Harness,
+    sts: &str,
+    role: &str,
+    bucket: &str,
+) -> (OperatorProcess, StoreGuard) {
     let moto = Moto::shared();
-    let bucket = moto.new_bucket("role").await;
-    let mut op = OperatorProcess::start(
+    let op = OperatorProcess::start(
         &h.cluster.kubeconfig,
         &["--namespace", &h.namespace, "--resync-interval", "300s"],
         &[
             ("BUCKETCORS_SINGLE_TENANT", "false"),
-            ("AWS_ENDPOINT_URL_STS", &moto.endpoint()),
+            ("AWS_ENDPOINT_URL_STS", sts),
         ],
         std::env::temp_dir().join(format!("{}-role.log", unique_name("op"))),
     );
     let stores: Api<ClusterBucketStore> = Api::all(h.client.clone());
-    let role = "arn:aws:iam::123456789012:role/team-cors";
     let store: ClusterBucketStore = serde_json::from_value(serde_json::json!({
         "apiVersion": "bucketcors.dev/v1alpha1",
         "kind": "ClusterBucketStore",
@@ -499,9 +502,19 @@ async fn a_store_with_a_role_assumes_it_with_a_session_named_after_the_object() 
     .unwrap();
     let store = stores.create(&PostParams::default(), &store).await.unwrap();
     let guard = StoreGuard {
-        api: stores.clone(),
+        api: stores,
         name: store.metadata.name.clone().unwrap(),
     };
+    (op, guard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_with_a_role_assumes_it_with_a_session_named_after_the_object() {
+    let h = Harness::without_controller().await;
+    let moto = Moto::shared();
+    let bucket = moto.new_bucket("role").await;
+    let role = "arn:aws:iam::123456789012:role/team-cors";
+    let (mut op, guard) = role_store(&h, &moto.endpoint(), role, &bucket).await;
     h.create(
         "web",
         through(&guard.name, &bucket, rules("https://a.example.com")),
@@ -783,34 +796,8 @@ async fn a_refused_assume_role_shows_the_tenant_no_arn() {
     let bucket = moto.new_bucket("role").await;
     let sts = FaultProxy::start(&moto.endpoint()).await;
     sts.set(Fault::All(Failure::AccessDenied));
-    let mut op = OperatorProcess::start(
-        &h.cluster.kubeconfig,
-        &["--namespace", &h.namespace, "--resync-interval", "300s"],
-        &[
-            ("BUCKETCORS_SINGLE_TENANT", "false"),
-            ("AWS_ENDPOINT_URL_STS", &sts.endpoint()),
-        ],
-        std::env::temp_dir().join(format!("{}-refused-role.log", unique_name("op"))),
-    );
-    let stores: Api<ClusterBucketStore> = Api::all(h.client.clone());
     let role = "arn:aws:iam::123456789012:role/platform-secret-role";
-    let store: ClusterBucketStore = serde_json::from_value(serde_json::json!({
-        "apiVersion": "bucketcors.dev/v1alpha1",
-        "kind": "ClusterBucketStore",
-        "metadata": {"name": unique_name("role-store")},
-        "spec": {
-            "endpoint": moto.endpoint(),
-            "credentials": {"assumeRole": {"roleArn": role}},
-            "conditions": [{"namespaces": [h.namespace]}],
-            "buckets": [bucket],
-        },
-    }))
-    .unwrap();
-    let store = stores.create(&PostParams::default(), &store).await.unwrap();
-    let guard = StoreGuard {
-        api: stores.clone(),
-        name: store.metadata.name.clone().unwrap(),
-    };
+    let (mut op, guard) = role_store(&h, &sts.endpoint(), role, &bucket).await;
     h.create(
         "web",
         through(&guard.name, &bucket, rules("https://a.example.com")),
@@ -946,25 +933,7 @@ async fn by_default_the_chart_reads_no_tenant_secret_until_its_namespace_grants_
         &dir.join("render.yaml"),
         &format!("fullnameOverride: {fullname}\ncrds:\n  install: false\n"),
     );
-    let access: Vec<&serde_json::Value> = docs
-        .iter()
-        .filter(|d| {
-            [
-                "ServiceAccount",
-                "Role",
-                "RoleBinding",
-                "ClusterRole",
-                "ClusterRoleBinding",
-            ]
-            .contains(&d["kind"].as_str().unwrap_or(""))
-        })
-        .collect();
-    let manifest =
-        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": access}).to_string();
-    let (ok, output) = h
-        .cluster
-        .kubectl_with_input(&["apply", "-f", "-"], &manifest);
-    assert!(ok, "{output}");
+    crate::operator::apply_access(&h, &docs, |_| true);
     let operator = format!("system:serviceaccount:{release}:{fullname}");
     for (namespace, expected) in [
         (release.as_str(), "yes"),
